@@ -1,0 +1,245 @@
+//! Events and the sources they are about.
+//!
+//! A forge integration (such as `hamster-github`) turns a delivery into values implementing
+//! [`Event`]. The engine snapshots each event into an [`EventRecord`] at intake: runs are
+//! stored and shipped to workers as records, so a worker never needs the original payload
+//! types, and a user-defined event type works as well as a built-in one.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt::Debug;
+
+/// Identity of a repository on a forge.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Repository {
+    /// Host of the forge, e.g. `github.com` or a GitHub Enterprise host name.
+    pub host: String,
+    /// Owner login (user or organization), e.g. `Codertocat`.
+    pub owner: String,
+    /// Repository name without the owner, e.g. `Hello-World`.
+    pub name: String,
+    /// HTTPS clone URL, when the forge told us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_url: Option<String>,
+    /// SSH clone URL, when the forge told us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_url: Option<String>,
+}
+
+impl Repository {
+    /// Creates an identity with no clone URLs.
+    pub fn new(host: impl Into<String>, owner: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            owner: owner.into(),
+            name: name.into(),
+            clone_url: None,
+            ssh_url: None,
+        }
+    }
+
+    /// `owner/name`, e.g. `Codertocat/Hello-World`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+}
+
+/// What a [`Workspace`](crate::workspace::Workspace) must put on disk to materialize a source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkout {
+    /// The repository to clone.
+    pub repository: Repository,
+    /// The ref to fetch, e.g. `refs/pull/7/head` or `refs/heads/main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_ref: Option<String>,
+    /// The commit to check out. When absent, the tip of `fetch_ref`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+}
+
+/// What an event is about: a pull request, a pushed commit, an issue, a repository…
+///
+/// Contract:
+/// - [`kind`](Source::kind) is a short stable word (`pull_request`, `commit`, `issue`,
+///   `repository`) that handlers and logs may show.
+/// - [`fields`](Source::fields) is a JSON object; it is what templates and criteria see as
+///   `source`. It must be cheap to compute and must not perform I/O.
+/// - [`checkout`](Source::checkout) says how to materialize the source on disk, or `None`
+///   when there is nothing to check out. Materialization itself is the workspace's job and
+///   happens only when an action asks for it.
+/// - [`deferred_fields`](Source::deferred_fields) names top-level fields that are not known
+///   from the event itself (a pull request's head for a comment event). The engine asks a
+///   [`SourceEnricher`] to fill them only when a handler's
+///   templates or criteria use them.
+pub trait Source: Send + Sync + Debug {
+    /// A short stable word naming what this source is.
+    fn kind(&self) -> &str;
+    /// The repository this source lives in.
+    fn repository(&self) -> &Repository;
+    /// The object templates see as `source`.
+    fn fields(&self) -> Value;
+    /// How to materialize this source on disk, if it can be.
+    fn checkout(&self) -> Option<Checkout>;
+    /// Fields of [`fields`](Source::fields) that must be fetched before they can be used.
+    fn deferred_fields(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Something that happened on the forge, that handlers react to.
+///
+/// Contract:
+/// - [`name`](Event::name) is `<event>.<action>` (`pull_request.opened`) or just `<event>`
+///   when the event has no action (`push`). Handlers select events by this name.
+/// - [`source`](Event::source) is mandatory: every event is about something.
+/// - [`data`](Event::data) is a JSON object with the event's own data (`action`, `sender`,
+///   `comment`, the raw `payload`…). Templates see it as `event`, together with `name` and
+///   `delivery`, which the engine adds.
+/// - [`delivery_id`](Event::delivery_id) identifies the delivery the event came from, when
+///   there is one; redeliveries carry the same id.
+pub trait Event: Send + Sync + Debug {
+    /// The event's name, e.g. `pull_request.opened`.
+    fn name(&self) -> &str;
+    /// The delivery this event came from, if any.
+    fn delivery_id(&self) -> Option<&str>;
+    /// What the event is about.
+    fn source(&self) -> &dyn Source;
+    /// The event's own data, seen by templates as `event`.
+    fn data(&self) -> Value;
+
+    /// A serializable snapshot of this event, as stored with runs and sent to workers.
+    fn to_record(&self) -> EventRecord {
+        let source = self.source();
+        EventRecord {
+            name: self.name().to_owned(),
+            delivery_id: self.delivery_id().map(str::to_owned),
+            source: SourceRecord {
+                kind: source.kind().to_owned(),
+                repository: source.repository().clone(),
+                fields: source.fields(),
+                checkout: source.checkout(),
+                deferred: source.deferred_fields(),
+            },
+            data: self.data(),
+        }
+    }
+}
+
+/// A serializable snapshot of a [`Source`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// See [`Source::kind`].
+    pub kind: String,
+    /// See [`Source::repository`].
+    pub repository: Repository,
+    /// See [`Source::fields`].
+    pub fields: Value,
+    /// See [`Source::checkout`].
+    #[serde(default)]
+    pub checkout: Option<Checkout>,
+    /// See [`Source::deferred_fields`]; emptied once enriched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<String>,
+}
+
+impl Source for SourceRecord {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn repository(&self) -> &Repository {
+        &self.repository
+    }
+    fn fields(&self) -> Value {
+        self.fields.clone()
+    }
+    fn checkout(&self) -> Option<Checkout> {
+        self.checkout.clone()
+    }
+    fn deferred_fields(&self) -> Vec<String> {
+        self.deferred.clone()
+    }
+}
+
+/// A serializable snapshot of an [`Event`]: what runs store and workers receive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// See [`Event::name`].
+    pub name: String,
+    /// See [`Event::delivery_id`].
+    #[serde(default)]
+    pub delivery_id: Option<String>,
+    /// See [`Event::source`].
+    pub source: SourceRecord,
+    /// See [`Event::data`].
+    pub data: Value,
+}
+
+impl EventRecord {
+    /// The object templates see as `event`: the event's data plus `name` and `delivery`.
+    pub fn template_value(&self) -> Value {
+        let mut object = match &self.data {
+            Value::Object(map) => map.clone(),
+            Value::Null => Map::new(),
+            other => {
+                let mut map = Map::new();
+                map.insert("data".to_owned(), other.clone());
+                map
+            }
+        };
+        object.insert("name".to_owned(), Value::String(self.name.clone()));
+        object.insert(
+            "delivery".to_owned(),
+            self.delivery_id.clone().map_or(Value::Null, Value::String),
+        );
+        object
+            .entry("action")
+            .or_insert_with(|| match self.name.split_once('.') {
+                Some((_, action)) => Value::String(action.to_owned()),
+                None => Value::Null,
+            });
+        Value::Object(object)
+    }
+}
+
+impl Event for EventRecord {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn delivery_id(&self) -> Option<&str> {
+        self.delivery_id.as_deref()
+    }
+    fn source(&self) -> &dyn Source {
+        &self.source
+    }
+    fn data(&self) -> Value {
+        self.data.clone()
+    }
+    fn to_record(&self) -> EventRecord {
+        self.clone()
+    }
+}
+
+/// Why a source could not be enriched.
+#[derive(Debug, thiserror::Error)]
+#[error("could not fetch {field} of {what}: {reason}")]
+pub struct EnrichError {
+    /// Which deferred field.
+    pub field: String,
+    /// What the source is, e.g. `Codertocat/Hello-World#2`.
+    pub what: String,
+    /// Why, with what to fix.
+    pub reason: String,
+}
+
+/// Fills a source's [deferred fields](Source::deferred_fields) (for example, fetches a pull
+/// request's head from the API for a comment event).
+///
+/// Contract: on success every name in `source.deferred` is present in `source.fields` and
+/// `deferred` is empty. The engine calls it at most once per run, on the worker, and only
+/// when the handler uses a deferred field or the run needs a checkout.
+#[async_trait]
+pub trait SourceEnricher: Send + Sync + Debug {
+    /// Fills the deferred fields of `source`.
+    async fn enrich(&self, source: &mut SourceRecord) -> Result<(), EnrichError>;
+}

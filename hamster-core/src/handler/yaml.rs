@@ -1,0 +1,1 @@
+//! YAML into JSON values, remembering where each value was written.

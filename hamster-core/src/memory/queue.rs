@@ -1,0 +1,5 @@
+//! In-memory queue.
+
+/// An in-memory [`Queue`](crate::queue::Queue).
+#[derive(Debug, Default)]
+pub struct MemoryQueue {}

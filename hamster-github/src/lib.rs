@@ -1,0 +1,9 @@
+//! Everything Hamster knows about GitHub: turning a webhook delivery into
+//! [`Event`](hamster_core::event::Event)s with typed sources ([`webhook`]), talking back to the
+//! API ([`client`]), and materializing a source on a worker's disk ([`git`]).
+
+pub mod client;
+pub mod git;
+pub mod webhook;
+
+pub use client::{GitHub, GitHubError};

@@ -1,0 +1,1 @@
+//! A Hamster [`Queue`](hamster_core::queue::Queue) on Redis.

@@ -1,0 +1,1 @@
+//! A Hamster [`Store`](hamster_core::store::Store) on PostgreSQL.

@@ -1,0 +1,1 @@
+pub use hamster_core as core;
