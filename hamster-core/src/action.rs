@@ -409,6 +409,12 @@ impl ActionRegistry {
         self
     }
 
+    /// Adds or replaces a shared action.
+    pub fn replace_arc(&mut self, action: Arc<dyn Action>) -> &mut Self {
+        self.actions.insert(action.name().to_owned(), action);
+        self
+    }
+
     /// The action registered as `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
         self.actions.get(name)

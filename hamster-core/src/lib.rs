@@ -5,6 +5,7 @@
 //! See `ARCHITECTURE.md` at the repository root for how the pieces fit together.
 
 pub mod action;
+pub mod engine;
 pub mod event;
 pub mod handler;
 pub mod memory;
@@ -12,6 +13,7 @@ pub mod queue;
 pub mod redact;
 pub mod services;
 pub mod store;
+pub mod template;
 pub mod workspace;
 
 #[cfg(feature = "testing")]

@@ -82,13 +82,6 @@ impl StepSpec {
     }
 }
 
-/// A handler file holds one handler or a list of them.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum HandlerFile {
-    Many(Vec<Value>),
-    One(Value),
-}
 
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]

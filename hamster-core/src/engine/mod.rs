@@ -1,0 +1,401 @@
+//! The engine: matching events to handlers, creating and queueing runs, executing them.
+//!
+//! Intake ([`Engine::dispatch`]) never does I/O beyond the store and the queue: no API call,
+//! no checkout. Execution ([`Engine::execute_run`], driven by a [`Worker`]) records every
+//! step's result before the next step starts, so an interrupted run resumes at the step that
+//! was running.
+
+mod execute;
+mod index;
+mod worker;
+
+pub use index::{HandlerIndex, IndexedHandler};
+pub use worker::{Worker, WorkerConfig};
+
+use crate::action::ActionRegistry;
+use crate::event::{EventRecord, SourceEnricher};
+use crate::handler::{HandlerErrors, LoadedHandler, load_str};
+use crate::queue::{NewJob, Queue, QueueError};
+use crate::redact::Redactor;
+use crate::services::Services;
+use crate::store::{
+    DeliveryOutcome, DeliveryRecord, HandlerRecord, RunId, RunRecord, RunStatus, Store,
+    StoreError,
+};
+use crate::template::{self, Scope};
+use crate::workspace::{NoCheckout, TempWorkspaces, WorkspaceProvider};
+use chrono::Utc;
+use index::HandlerCache;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the engine behaves.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Deliveries of a run's job before it is dead-lettered.
+    pub max_attempts: u32,
+    /// How often the store's handler revision is checked on intake.
+    pub handler_refresh: Duration,
+    /// Timeout for steps that set none.
+    pub default_step_timeout: Option<Duration>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: crate::queue::DEFAULT_MAX_ATTEMPTS,
+            handler_refresh: Duration::from_secs(1),
+            default_step_timeout: Some(Duration::from_secs(30 * 60)),
+        }
+    }
+}
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Handler text was invalid; nothing was stored.
+    #[error("{0}")]
+    Invalid(#[from] HandlerErrors),
+    /// The run does not exist.
+    #[error("run {0} does not exist")]
+    RunNotFound(RunId),
+}
+
+/// A handler that reacted to the event's name but did not get a run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unmatched {
+    /// The handler's name.
+    pub handler: String,
+    /// The event's name.
+    pub event: String,
+    /// Why: disabled, criteria false, or the criteria's evaluation error.
+    pub reason: String,
+}
+
+/// What [`Engine::dispatch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Dispatch {
+    /// The runs created (or, for a redelivery, created the first time).
+    pub runs: Vec<RunId>,
+    /// Whether the delivery had been received before (nothing new was created).
+    pub duplicate: bool,
+    /// Handlers that reacted to the event name but did not match.
+    pub unmatched: Vec<Unmatched>,
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    registry: ActionRegistry,
+    workspaces: Arc<dyn WorkspaceProvider>,
+    services: Services,
+    enricher: Option<Arc<dyn SourceEnricher>>,
+    redactor: Redactor,
+    config: EngineConfig,
+}
+
+impl EngineBuilder {
+    /// The actions handlers may use (default: none).
+    pub fn registry(mut self, registry: ActionRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+    /// Where runs get their workspace (default: temporary directories that cannot check out).
+    pub fn workspaces(mut self, workspaces: Arc<dyn WorkspaceProvider>) -> Self {
+        self.workspaces = workspaces;
+        self
+    }
+    /// Services actions look up (the GitHub client…).
+    pub fn services(mut self, services: Services) -> Self {
+        self.services = services;
+        self
+    }
+    /// Fills deferred source fields on workers.
+    pub fn enricher(mut self, enricher: Arc<dyn SourceEnricher>) -> Self {
+        self.enricher = Some(enricher);
+        self
+    }
+    /// Secrets to keep out of step results and logs.
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+    /// Behaviour settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// The engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                handlers: HandlerCache::new(self.config.handler_refresh),
+                store: self.store,
+                queue: self.queue,
+                registry: Arc::new(self.registry),
+                workspaces: self.workspaces,
+                services: self.services,
+                enricher: self.enricher,
+                redactor: self.redactor,
+                config: self.config,
+            }),
+        }
+    }
+}
+
+/// Hamster's engine. Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    registry: Arc<ActionRegistry>,
+    workspaces: Arc<dyn WorkspaceProvider>,
+    services: Services,
+    enricher: Option<Arc<dyn SourceEnricher>>,
+    redactor: Redactor,
+    config: EngineConfig,
+    handlers: HandlerCache,
+}
+
+impl Engine {
+    /// Starts building an engine on a store and a queue.
+    pub fn builder(store: Arc<dyn Store>, queue: Arc<dyn Queue>) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            queue,
+            registry: ActionRegistry::new(),
+            workspaces: Arc::new(TempWorkspaces::new(NoCheckout)),
+            services: Services::new(),
+            enricher: None,
+            redactor: Redactor::default(),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.queue
+    }
+
+    /// The action registry.
+    pub fn registry(&self) -> &ActionRegistry {
+        &self.inner.registry
+    }
+
+    /// Validates handler text and stores every handler in it, creating new ones and updating
+    /// those whose name exists. All or nothing for validation: an invalid file stores nothing.
+    pub async fn put_handlers(&self, text: &str, origin: &str) -> Result<Vec<HandlerRecord>, EngineError> {
+        let loaded = load_str(text, origin, &self.inner.registry)?;
+        let mut records = Vec::with_capacity(loaded.len());
+        for handler in loaded {
+            records.push(self.put_loaded(handler).await?);
+        }
+        Ok(records)
+    }
+
+    /// Stores one validated handler (create, or update by name).
+    pub async fn put_loaded(&self, handler: LoadedHandler) -> Result<HandlerRecord, EngineError> {
+        let store = &self.inner.store;
+        let record = match store.get_handler_by_name(&handler.spec.name).await? {
+            Some(existing) if existing.spec == handler.spec && existing.source_text == handler.source_text => existing,
+            Some(existing) => store.update_handler(existing.id, handler.spec, handler.source_text, Some(existing.version)).await?,
+            None => store.create_handler(handler.spec, handler.source_text).await?,
+        };
+        self.inner.handlers.insert_compiled(record.id, record.version, handler.compiled);
+        self.inner.handlers.invalidate();
+        Ok(record)
+    }
+
+    /// Tells the engine that handlers changed in the store (after direct store edits).
+    pub fn handlers_changed(&self) {
+        self.inner.handlers.invalidate();
+    }
+
+    /// The current handler index (refreshing it from the store when needed).
+    pub async fn handler_index(&self) -> Result<Arc<HandlerIndex>, EngineError> {
+        Ok(self.inner.handlers.index(&*self.inner.store, &self.inner.registry).await?)
+    }
+
+    /// Matches events against the stored handlers and creates one run per match.
+    ///
+    /// With a delivery, the delivery and its runs are recorded atomically and a redelivery of
+    /// the same id creates nothing (the first runs are returned with `duplicate: true`).
+    /// Runs are enqueued after they are recorded.
+    pub async fn dispatch(&self, events: &[EventRecord], delivery: Option<DeliveryRecord>) -> Result<Dispatch, EngineError> {
+        let index = self.handler_index().await?;
+        let mut dispatch = Dispatch::default();
+        let mut runs = Vec::new();
+        for event in events {
+            self.plan(&index, event, &mut runs, &mut dispatch.unmatched);
+        }
+        let run_ids: Vec<RunId> = runs.iter().map(|r: &RunRecord| r.id).collect();
+        match delivery {
+            Some(mut delivery) => {
+                delivery.run_ids = run_ids.clone();
+                match self.inner.store.record_delivery(delivery, runs).await? {
+                    DeliveryOutcome::Duplicate(existing) => {
+                        dispatch.runs = existing;
+                        dispatch.duplicate = true;
+                        return Ok(dispatch);
+                    }
+                    DeliveryOutcome::Recorded => {}
+                }
+            }
+            None if runs.is_empty() => {}
+            None => self.inner.store.create_runs(runs).await?,
+        }
+        for id in &run_ids {
+            self.enqueue(*id).await?;
+        }
+        dispatch.runs = run_ids;
+        Ok(dispatch)
+    }
+
+    fn plan(&self, index: &HandlerIndex, event: &EventRecord, runs: &mut Vec<RunRecord>, unmatched: &mut Vec<Unmatched>) {
+        let candidates = index.candidates(&event.name);
+        if candidates.is_empty() {
+            return;
+        }
+        let scope = event_scope(event);
+        for handler in candidates {
+            let spec = &handler.compiled.spec;
+            let skip = |reason: String| Unmatched { handler: spec.name.clone(), event: event.name.clone(), reason };
+            if !handler.enabled {
+                unmatched.push(skip("the handler is disabled".to_owned()));
+                continue;
+            }
+            match handler.compiled.criteria_match(&scope) {
+                Ok(true) => runs.push(new_run(&handler, event)),
+                Ok(false) => unmatched.push(skip(format!("criteria `{}` is false for this event", spec.criteria.as_deref().unwrap_or("")))),
+                Err(error) => {
+                    tracing::warn!(handler = %spec.name, event = %event.name, %error, "criteria could not be evaluated; the handler does not match");
+                    unmatched.push(skip(format!("criteria could not be evaluated: {error}")));
+                }
+            }
+        }
+    }
+
+    async fn enqueue(&self, run: RunId) -> Result<(), EngineError> {
+        let job = NewJob::new(serde_json::json!({ "run_id": run })).max_attempts(self.inner.config.max_attempts);
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            match self.inner.queue.enqueue(job.clone()).await {
+                Ok(_) => return Ok(()),
+                // The run is recorded; losing its job would strand it, so try a little longer
+                // before reporting the failure.
+                Err(error) if attempt < 4 => {
+                    tracing::warn!(%run, %error, attempt, "enqueue failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Creates a new run of the same handler (as it was) for the same event, and enqueues it.
+    pub async fn rerun(&self, run: RunId) -> Result<RunId, EngineError> {
+        let original = self.inner.store.get_run(run).await?.ok_or(EngineError::RunNotFound(run))?;
+        let mut copy = original;
+        copy.id = RunId::new();
+        copy.status = RunStatus::Queued;
+        copy.created_at = Utc::now();
+        copy.started_at = None;
+        copy.finished_at = None;
+        copy.error = None;
+        let id = copy.id;
+        self.inner.store.create_runs(vec![copy]).await?;
+        self.enqueue(id).await?;
+        Ok(id)
+    }
+
+    /// Re-matches a stored delivery against today's handlers and enqueues the new runs.
+    pub async fn reprocess(&self, delivery_id: &str, events: &[EventRecord]) -> Result<Dispatch, EngineError> {
+        let index = self.handler_index().await?;
+        let mut dispatch = Dispatch::default();
+        let mut runs = Vec::new();
+        for event in events {
+            self.plan(&index, event, &mut runs, &mut dispatch.unmatched);
+        }
+        dispatch.runs = runs.iter().map(|r| r.id).collect();
+        self.inner.store.add_delivery_runs(delivery_id, runs).await?;
+        for id in &dispatch.runs {
+            self.enqueue(*id).await?;
+        }
+        Ok(dispatch)
+    }
+
+    /// Cancels a run that has not finished; a worker running it stops at once.
+    pub async fn cancel(&self, run: RunId) -> Result<bool, EngineError> {
+        let updated = self
+            .inner
+            .store
+            .transition_run(run, &[RunStatus::Queued, RunStatus::Running], RunStatus::Cancelled, Some("cancelled by request".to_owned()))
+            .await?;
+        Ok(updated.is_some())
+    }
+
+    /// Re-enqueues a run (for recovery tools and tests).
+    pub async fn requeue(&self, run: RunId) -> Result<(), EngineError> {
+        self.enqueue(run).await
+    }
+
+    /// A worker that executes runs from the queue.
+    pub fn worker(&self, config: WorkerConfig) -> Worker {
+        Worker::new(self.clone(), config)
+    }
+
+    /// Executes queued runs in this task until the queue has nothing ready; returns the runs
+    /// executed. For tests, replays and benchmarks.
+    pub async fn run_until_idle(&self) -> Result<Vec<RunId>, EngineError> {
+        let worker = self.worker(WorkerConfig { poll_wait: Duration::ZERO, ..WorkerConfig::default() });
+        worker.drain().await
+    }
+}
+
+/// The template scope of an event at intake: `source` and `event`.
+pub(crate) fn event_scope(event: &EventRecord) -> Scope {
+    Scope::new(
+        template::json(Arc::new(event.source.fields.clone())),
+        template::json(Arc::new(event.template_value())),
+    )
+}
+
+fn new_run(handler: &IndexedHandler, event: &EventRecord) -> RunRecord {
+    RunRecord {
+        id: RunId::new(),
+        handler_id: handler.id,
+        handler_name: handler.compiled.spec.name.clone(),
+        handler_version: handler.version,
+        handler: (*handler.compiled.spec).clone(),
+        event: event.clone(),
+        repository: event.source.repository.full_name(),
+        delivery_id: event.delivery_id.clone(),
+        status: RunStatus::Queued,
+        created_at: Utc::now(),
+        started_at: None,
+        finished_at: None,
+        error: None,
+    }
+}

@@ -1,0 +1,436 @@
+//! Templates and criteria: minijinja configured for Hamster.
+//!
+//! One [`Environment`] is built per handler and holds every template of that handler,
+//! compiled once when the handler is loaded. Rendering sees a [`Scope`]: `source`, `event`
+//! and the results of earlier steps by name.
+//!
+//! Two choices matter for safety and speed:
+//! - Strings rendered into a shell script are shell-quoted by the formatter unless marked
+//!   `| raw`, so an attacker-controlled pull request title can never become shell syntax.
+//! - Event payloads are exposed through [`json`], a lazy view over the JSON value, so a
+//!   25 KB payload is not converted into template values on every render.
+
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
+use parking_lot::Mutex;
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+/// Suffix of template names whose output is a shell script.
+pub(crate) const SHELL_SUFFIX: &str = ".sh";
+const SHELL_ESCAPE: AutoEscape = AutoEscape::Custom("shell");
+
+/// Filter that turns a value into JSON for typed args, refusing undefined values (minijinja's
+/// strict mode lets undefined values through filters).
+pub(crate) const TYPED_FILTER: &str = "__hamster_typed";
+
+/// The names of tests Hamster adds to minijinja's built-in ones.
+pub const EXTRA_TESTS: [&str; 4] = ["matches", "startswith", "endswith", "contains"];
+
+/// A minijinja environment with Hamster's settings: strict undefined, shell quoting for
+/// templates named `*.sh`, the `raw` filter, and the `matches` / `startswith` / `endswith` /
+/// `contains` tests.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(SHELL_SUFFIX) {
+            SHELL_ESCAPE
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(shell_aware_formatter);
+    env.add_filter("raw", |value: Value| {
+        Value::from_safe_string(value.to_string())
+    });
+    env.add_filter(TYPED_FILTER, |value: Value| {
+        if value.is_undefined() {
+            return Err(Error::new(ErrorKind::UndefinedError, "undefined value"));
+        }
+        serde_json::to_string(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+    });
+    env.add_test("matches", test_matches);
+    env.add_test("startswith", |value: &str, prefix: &str| value.starts_with(prefix));
+    env.add_test("endswith", |value: &str, suffix: &str| value.ends_with(suffix));
+    env.add_test("contains", test_contains);
+    env
+}
+
+fn shell_aware_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &State<'_, '_>,
+    value: &Value,
+) -> Result<(), Error> {
+    if state.auto_escape() != SHELL_ESCAPE || value.is_safe() {
+        // `escape_formatter` would reject the custom format; the value is written as is.
+        if state.auto_escape() == SHELL_ESCAPE {
+            return out
+                .write_str(&value.to_string())
+                .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()));
+        }
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let text = value.to_string();
+    let quoted = shlex::try_quote(&text).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "a value rendered into a shell command contains a NUL byte",
+        )
+    })?;
+    out.write_str(&quoted)
+        .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
+}
+
+static REGEX_CACHE: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Compiles a regex, caching it: criteria run on every delivery with the same patterns.
+fn cached_regex(pattern: &str) -> Result<Arc<Regex>, Error> {
+    let mut cache = REGEX_CACHE.lock();
+    if let Some(re) = cache.get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Arc::new(Regex::new(pattern).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("invalid regular expression `{pattern}`: {e}"),
+        )
+    })?);
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    cache.insert(pattern.to_owned(), re.clone());
+    Ok(re)
+}
+
+fn test_matches(value: &str, pattern: &str) -> Result<bool, Error> {
+    Ok(cached_regex(pattern)?.is_match(value))
+}
+
+fn test_contains(haystack: Value, needle: Value) -> Result<bool, Error> {
+    if let (Some(text), Some(part)) = (haystack.as_str(), needle.as_str()) {
+        return Ok(text.contains(part));
+    }
+    let mut items = haystack.try_iter()?;
+    Ok(items.any(|item| item == needle))
+}
+
+/// A lazy template view of a JSON value: nested objects and arrays are converted only when a
+/// template reaches into them.
+pub fn json(value: Arc<serde_json::Value>) -> Value {
+    node_value(&value, String::new())
+}
+
+fn node_value(root: &Arc<serde_json::Value>, pointer: String) -> Value {
+    let node = if pointer.is_empty() {
+        Some(&**root)
+    } else {
+        root.pointer(&pointer)
+    };
+    match node {
+        None | Some(serde_json::Value::Null) => Value::from(()),
+        Some(serde_json::Value::Bool(b)) => Value::from(*b),
+        Some(serde_json::Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Some(serde_json::Value::String(s)) => Value::from(s.as_str()),
+        Some(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+            Value::from_object(JsonNode {
+                root: root.clone(),
+                pointer,
+            })
+        }
+    }
+}
+
+#[derive(Debug)]
+struct JsonNode {
+    root: Arc<serde_json::Value>,
+    pointer: String,
+}
+
+impl JsonNode {
+    fn node(&self) -> Option<&serde_json::Value> {
+        if self.pointer.is_empty() {
+            Some(&self.root)
+        } else {
+            self.root.pointer(&self.pointer)
+        }
+    }
+
+    fn child(&self, segment: &str) -> String {
+        let escaped = segment.replace('~', "~0").replace('/', "~1");
+        format!("{}/{escaped}", self.pointer)
+    }
+}
+
+impl Object for JsonNode {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        match self.node() {
+            Some(serde_json::Value::Array(_)) => ObjectRepr::Seq,
+            _ => ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match self.node()? {
+            serde_json::Value::Object(map) => {
+                let key = key.as_str()?;
+                map.contains_key(key)
+                    .then(|| node_value(&self.root, self.child(key)))
+            }
+            serde_json::Value::Array(items) => {
+                let index = i64::try_from(key.clone()).ok()?;
+                let index = if index < 0 {
+                    items.len().checked_sub(index.unsigned_abs() as usize)?
+                } else {
+                    usize::try_from(index).ok()?
+                };
+                (index < items.len()).then(|| node_value(&self.root, self.child(&index.to_string())))
+            }
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.node() {
+            Some(serde_json::Value::Object(map)) => {
+                Enumerator::Values(map.keys().map(|k| Value::from(k.as_str())).collect())
+            }
+            Some(serde_json::Value::Array(items)) => Enumerator::Seq(items.len()),
+            _ => Enumerator::Empty,
+        }
+    }
+}
+
+/// What templates and criteria see: `source`, `event`, and step results by name.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    entries: Vec<(Arc<str>, Value)>,
+}
+
+impl Scope {
+    /// A scope with `source` and `event`.
+    pub fn new(source: Value, event: Value) -> Self {
+        Self {
+            entries: vec![(Arc::from("source"), source), (Arc::from("event"), event)],
+        }
+    }
+
+    /// Adds or replaces a name (a step's result).
+    pub fn set(&mut self, name: &str, value: Value) {
+        match self.entries.iter_mut().find(|(k, _)| &**k == name) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((Arc::from(name), value)),
+        }
+    }
+
+    /// Looks a name up.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The scope as a template context.
+    pub fn to_value(&self) -> Value {
+        Value::from_object(ScopeObject(self.entries.clone()))
+    }
+
+    /// The first of `paths` (dotted, as from `undeclared_variables(true)`) that does not
+    /// resolve in this scope, for error messages.
+    pub fn first_unresolved<'p>(&self, paths: impl IntoIterator<Item = &'p String>) -> Option<String> {
+        let mut paths: Vec<&String> = paths.into_iter().collect();
+        paths.sort();
+        paths.into_iter().find_map(|path| {
+            let mut segments = path.split('.');
+            let first = segments.next()?;
+            let Some(mut value) = self.get(first).cloned() else {
+                return Some(path.clone());
+            };
+            let mut walked = first.to_owned();
+            for segment in segments {
+                walked.push('.');
+                walked.push_str(segment);
+                match value.get_attr(segment) {
+                    Ok(next) if !next.is_undefined() => value = next,
+                    _ => return Some(walked),
+                }
+            }
+            None
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ScopeObject(Vec<(Arc<str>, Value)>);
+
+impl Object for ScopeObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        self.0
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.iter().map(|(k, _)| Value::from(&**k)).collect())
+    }
+}
+
+/// Rewrites the seed's criteria form `path is Word` / `path is not Word` (where `Word` is
+/// not a known test) into `path == "Word"` / `path != "Word"`, outside string literals.
+pub(crate) fn rewrite_bare_word_tests(expression: &str, is_test: impl Fn(&str) -> bool) -> String {
+    let chars: Vec<char> = expression.chars().collect();
+    let mut out = String::with_capacity(expression.len() + 8);
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    let word_char = |c: char| c.is_alphanumeric() || c == '_';
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            out.push(c);
+            if c == '\\' && i + 1 < chars.len() {
+                out.push(chars[i + 1]);
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '"' || c == '\'' {
+            quote = Some(c);
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let at_word_start = i == 0 || !word_char(chars[i - 1]);
+        if at_word_start && chars[i..].starts_with(&['i', 's']) && chars.get(i + 2).is_some_and(|c| c.is_whitespace()) {
+            let mut j = i + 2;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            let mut negated = false;
+            if chars[j..].starts_with(&['n', 'o', 't']) && chars.get(j + 3).is_some_and(|c| c.is_whitespace()) {
+                negated = true;
+                j += 3;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+            }
+            let start = j;
+            while j < chars.len() && (word_char(chars[j]) || matches!(chars[j], '-' | '.' | '/')) {
+                j += 1;
+            }
+            let word: String = chars[start..j].iter().collect();
+            let followed_by_call = chars[j..]
+                .iter()
+                .find(|c| !c.is_whitespace())
+                .is_some_and(|c| *c == '(' || *c == '"' || *c == '\'');
+            let is_identifier = !word.is_empty()
+                && word.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
+            if is_identifier && !is_test(&word) && !followed_by_call {
+                let literal = serde_json::to_string(&word).unwrap_or_default();
+                out.push_str(if negated { "!= " } else { "== " });
+                out.push_str(&literal);
+                i = j;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// The names minijinja knows as tests, plus Hamster's.
+pub(crate) fn is_known_test(name: &str) -> bool {
+    const BUILTIN: &[&str] = &[
+        "defined", "undefined", "none", "safe", "escaped", "odd", "even", "divisibleby",
+        "number", "integer", "float", "string", "sequence", "mapping", "iterable", "boolean",
+        "true", "false", "startingwith", "endingwith", "containing", "in", "eq", "equalto",
+        "ne", "lt", "lessthan", "le", "gt", "greaterthan", "ge", "sameas", "filter", "test",
+        "lower", "upper",
+    ];
+    BUILTIN.contains(&name) || EXTRA_TESTS.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(env: &Environment<'static>, name: &str, source: &str, scope: &Scope) -> Result<String, Error> {
+        let mut env = env.clone();
+        env.add_template_owned(name.to_owned(), source.to_owned())?;
+        env.get_template(name)?.render(scope.to_value())
+    }
+
+    fn scope() -> Scope {
+        Scope::new(
+            json(Arc::new(json!({"repository": "Hello-World", "title": "\"; touch /tmp/pwned; echo \"", "number": 12, "labels": ["bug", "ui"]}))),
+            json(Arc::new(json!({"sender": "octocat", "payload": {"a": [1, {"b": "deep"}]}}))),
+        )
+    }
+
+    #[test]
+    fn shell_templates_quote_values_and_raw_opts_out() {
+        let env = environment();
+        let out = render(&env, "t.sh", "echo {{ source.title }}", &scope()).unwrap();
+        assert_eq!(out, r#"echo '"; touch /tmp/pwned; echo "'"#);
+        let raw = render(&env, "t.sh", "echo {{ source.number | raw }}", &scope()).unwrap();
+        assert_eq!(raw, "echo 12");
+        let text = render(&env, "t", "{{ source.title }}", &scope()).unwrap();
+        assert_eq!(text, r#""; touch /tmp/pwned; echo ""#);
+    }
+
+    #[test]
+    fn lazy_json_reaches_deep_values_and_iterates() {
+        let env = environment();
+        let out = render(&env, "t", "{{ event.payload.a[1].b }} {{ source.labels | join(',') }} {{ source.labels[-1] }} {{ event.payload.a | length }}", &scope()).unwrap();
+        assert_eq!(out, "deep bug,ui ui 2");
+    }
+
+    #[test]
+    fn strict_undefined_and_first_unresolved_names_the_variable() {
+        let env = environment();
+        let err = render(&env, "t", "{{ source.nope }}", &scope()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UndefinedError);
+        let paths = vec!["source.nope".to_owned(), "source.title".to_owned()];
+        assert_eq!(scope().first_unresolved(&paths), Some("source.nope".to_owned()));
+        let paths = vec!["linter.output".to_owned()];
+        assert_eq!(scope().first_unresolved(&paths), Some("linter.output".to_owned()));
+    }
+
+    #[test]
+    fn extra_tests() {
+        let env = environment();
+        let out = render(&env, "t", "{{ source.repository is matches('^Hello-') }} {{ source.repository is startswith 'Hell' }} {{ source.labels is contains 'ui' }} {{ source.repository is contains 'xyz' }}", &scope()).unwrap();
+        assert_eq!(out, "True True True False");
+    }
+
+    #[test]
+    fn rewrites_bare_words_but_not_tests_or_strings() {
+        let rw = |s| rewrite_bare_word_tests(s, is_known_test);
+        assert_eq!(rw("source.repository is Hello-World"), r#"source.repository == "Hello-World""#);
+        assert_eq!(rw("a is not Hello and b is defined"), r#"a != "Hello" and b is defined"#);
+        assert_eq!(rw("a is startswith('x')"), "a is startswith('x')");
+        assert_eq!(rw("a is matches \"x\""), "a is matches \"x\"");
+        assert_eq!(rw("x == 'this is Hello'"), "x == 'this is Hello'");
+        assert_eq!(rw("source.full_name is Codertocat/Hello-World"), r#"source.full_name == "Codertocat/Hello-World""#);
+        assert_eq!(rw("this_is x"), "this_is x");
+    }
+}
