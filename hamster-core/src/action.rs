@@ -301,8 +301,11 @@ pub trait TypedAction: Send + Sync + Debug + 'static {
         Ok(())
     }
     /// Does the work.
-    async fn run(&self, args: Self::Args, ctx: &ActionContext<'_>)
-    -> Result<ActionOutput, ActionError>;
+    async fn run(
+        &self,
+        args: Self::Args,
+        ctx: &ActionContext<'_>,
+    ) -> Result<ActionOutput, ActionError>;
 }
 
 #[async_trait]

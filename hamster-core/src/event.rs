@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// Identity of a repository on a forge.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,11 +118,11 @@ pub trait Event: Send + Sync + Debug {
             source: SourceRecord {
                 kind: source.kind().to_owned(),
                 repository: source.repository().clone(),
-                fields: source.fields(),
+                fields: Arc::new(source.fields()),
                 checkout: source.checkout(),
                 deferred: source.deferred_fields(),
             },
-            data: self.data(),
+            data: Arc::new(self.data()),
         }
     }
 }
@@ -133,8 +134,8 @@ pub struct SourceRecord {
     pub kind: String,
     /// See [`Source::repository`].
     pub repository: Repository,
-    /// See [`Source::fields`].
-    pub fields: Value,
+    /// See [`Source::fields`]. Shared: runs and template scopes hold the same snapshot.
+    pub fields: Arc<Value>,
     /// See [`Source::checkout`].
     #[serde(default)]
     pub checkout: Option<Checkout>,
@@ -151,7 +152,7 @@ impl Source for SourceRecord {
         &self.repository
     }
     fn fields(&self) -> Value {
-        self.fields.clone()
+        (*self.fields).clone()
     }
     fn checkout(&self) -> Option<Checkout> {
         self.checkout.clone()
@@ -171,14 +172,14 @@ pub struct EventRecord {
     pub delivery_id: Option<String>,
     /// See [`Event::source`].
     pub source: SourceRecord,
-    /// See [`Event::data`].
-    pub data: Value,
+    /// See [`Event::data`]. Shared: runs and template scopes hold the same snapshot.
+    pub data: Arc<Value>,
 }
 
 impl EventRecord {
     /// The object templates see as `event`: the event's data plus `name` and `delivery`.
     pub fn template_value(&self) -> Value {
-        let mut object = match &self.data {
+        let mut object = match &*self.data {
             Value::Object(map) => map.clone(),
             Value::Null => Map::new(),
             other => {
@@ -213,7 +214,7 @@ impl Event for EventRecord {
         &self.source
     }
     fn data(&self) -> Value {
-        self.data.clone()
+        (*self.data).clone()
     }
     fn to_record(&self) -> EventRecord {
         self.clone()

@@ -166,8 +166,11 @@ pub trait Queue: Send + Sync + Debug {
     /// Adds a job.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError>;
     /// Leases the next deliverable job, waiting up to `wait` for one.
-    async fn receive(&self, lease_for: Duration, wait: Duration)
-    -> Result<Option<Lease>, QueueError>;
+    async fn receive(
+        &self,
+        lease_for: Duration,
+        wait: Duration,
+    ) -> Result<Option<Lease>, QueueError>;
     /// Extends a lease to `lease_for` from now; returns the new expiry.
     async fn extend(&self, lease: &Lease, lease_for: Duration)
     -> Result<DateTime<Utc>, QueueError>;

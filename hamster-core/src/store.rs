@@ -291,7 +291,9 @@ pub enum StoreError {
         id: String,
     },
     /// An optimistic update lost a race.
-    #[error("{what} `{id}` was changed concurrently (expected version {expected}); reload it and try again")]
+    #[error(
+        "{what} `{id}` was changed concurrently (expected version {expected}); reload it and try again"
+    )]
     Conflict {
         /// What kind of thing.
         what: &'static str,

@@ -28,6 +28,10 @@ pub(crate) const TYPED_FILTER: &str = "__hamster_typed";
 /// The names of tests Hamster adds to minijinja's built-in ones.
 pub const EXTRA_TESTS: [&str; 4] = ["matches", "startswith", "endswith", "contains"];
 
+/// The environment criteria expressions are compiled in: shared by every handler, so that a
+/// compiled [`Expression`](minijinja::Expression) can live as long as its handler.
+pub(crate) static CRITERIA_ENV: LazyLock<Environment<'static>> = LazyLock::new(environment);
+
 /// A minijinja environment with Hamster's settings: strict undefined, shell quoting for
 /// templates named `*.sh`, the `raw` filter, and the `matches` / `startswith` / `endswith` /
 /// `contains` tests.
@@ -49,11 +53,16 @@ pub fn environment() -> Environment<'static> {
         if value.is_undefined() {
             return Err(Error::new(ErrorKind::UndefinedError, "undefined value"));
         }
-        serde_json::to_string(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+        serde_json::to_string(&value)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
     });
     env.add_test("matches", test_matches);
-    env.add_test("startswith", |value: &str, prefix: &str| value.starts_with(prefix));
-    env.add_test("endswith", |value: &str, suffix: &str| value.ends_with(suffix));
+    env.add_test("startswith", |value: &str, prefix: &str| {
+        value.starts_with(prefix)
+    });
+    env.add_test("endswith", |value: &str, suffix: &str| {
+        value.ends_with(suffix)
+    });
     env.add_test("contains", test_contains);
     env
 }
@@ -117,22 +126,44 @@ fn test_contains(haystack: Value, needle: Value) -> Result<bool, Error> {
     Ok(items.any(|item| item == needle))
 }
 
+/// Something that holds a JSON value a template may read lazily.
+pub trait JsonRoot: Send + Sync + std::fmt::Debug + 'static {
+    /// The JSON value.
+    fn json(&self) -> &serde_json::Value;
+}
+
+impl JsonRoot for serde_json::Value {
+    fn json(&self) -> &serde_json::Value {
+        self
+    }
+}
+
 /// A lazy template view of a JSON value: nested objects and arrays are converted only when a
 /// template reaches into them.
 pub fn json(value: Arc<serde_json::Value>) -> Value {
-    node_value(&value, String::new())
+    json_root(value)
 }
 
-fn node_value(root: &Arc<serde_json::Value>, pointer: String) -> Value {
-    let node = if pointer.is_empty() {
-        Some(&**root)
-    } else {
-        root.pointer(&pointer)
+/// Like [`json`], for any holder of a JSON value.
+pub fn json_root(root: Arc<dyn JsonRoot>) -> Value {
+    let node = JsonNode {
+        root,
+        pointer: String::new(),
     };
-    match node {
-        None | Some(serde_json::Value::Null) => Value::from(()),
-        Some(serde_json::Value::Bool(b)) => Value::from(*b),
-        Some(serde_json::Value::Number(n)) => {
+    match node.node() {
+        Some(value @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+            let _ = value;
+            Value::from_object(node)
+        }
+        Some(scalar) => scalar_value(scalar),
+        None => Value::from(()),
+    }
+}
+
+fn scalar_value(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Value::from(i)
             } else if let Some(u) = n.as_u64() {
@@ -141,34 +172,37 @@ fn node_value(root: &Arc<serde_json::Value>, pointer: String) -> Value {
                 Value::from(n.as_f64().unwrap_or(f64::NAN))
             }
         }
-        Some(serde_json::Value::String(s)) => Value::from(s.as_str()),
-        Some(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
-            Value::from_object(JsonNode {
-                root: root.clone(),
-                pointer,
-            })
-        }
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        _ => Value::from(()),
     }
 }
 
 #[derive(Debug)]
 struct JsonNode {
-    root: Arc<serde_json::Value>,
+    root: Arc<dyn JsonRoot>,
     pointer: String,
 }
 
 impl JsonNode {
     fn node(&self) -> Option<&serde_json::Value> {
         if self.pointer.is_empty() {
-            Some(&self.root)
+            Some(self.root.json())
         } else {
-            self.root.pointer(&self.pointer)
+            self.root.json().pointer(&self.pointer)
         }
     }
 
-    fn child(&self, segment: &str) -> String {
-        let escaped = segment.replace('~', "~0").replace('/', "~1");
-        format!("{}/{escaped}", self.pointer)
+    fn child(&self, value: &serde_json::Value, segment: impl std::fmt::Display) -> Value {
+        match value {
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                let segment = segment.to_string().replace('~', "~0").replace('/', "~1");
+                Value::from_object(JsonNode {
+                    root: self.root.clone(),
+                    pointer: format!("{}/{segment}", self.pointer),
+                })
+            }
+            scalar => scalar_value(scalar),
+        }
     }
 }
 
@@ -184,8 +218,7 @@ impl Object for JsonNode {
         match self.node()? {
             serde_json::Value::Object(map) => {
                 let key = key.as_str()?;
-                map.contains_key(key)
-                    .then(|| node_value(&self.root, self.child(key)))
+                map.get(key).map(|child| self.child(child, key))
             }
             serde_json::Value::Array(items) => {
                 let index = i64::try_from(key.clone()).ok()?;
@@ -194,7 +227,7 @@ impl Object for JsonNode {
                 } else {
                     usize::try_from(index).ok()?
                 };
-                (index < items.len()).then(|| node_value(&self.root, self.child(&index.to_string())))
+                items.get(index).map(|child| self.child(child, index))
             }
             _ => None,
         }
@@ -208,6 +241,77 @@ impl Object for JsonNode {
             Some(serde_json::Value::Array(items)) => Enumerator::Seq(items.len()),
             _ => Enumerator::Empty,
         }
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        match self.node() {
+            Some(serde_json::Value::Object(map)) => Some(map.len()),
+            Some(serde_json::Value::Array(items)) => Some(items.len()),
+            _ => Some(0),
+        }
+    }
+}
+
+/// The template view of an event: its data (lazily) plus `name`, `delivery` and `action`.
+pub fn event_value(event: &crate::event::EventRecord) -> Value {
+    let action = match event.data.get("action") {
+        Some(serde_json::Value::String(a)) => Value::from(a.as_str()),
+        _ => event
+            .name
+            .split_once('.')
+            .map_or(Value::from(()), |(_, a)| Value::from(a)),
+    };
+    Value::from_object(EventView {
+        name: Value::from(event.name.as_str()),
+        delivery: event
+            .delivery_id
+            .as_deref()
+            .map_or(Value::from(()), Value::from),
+        action,
+        data: JsonNode {
+            root: event.data.clone(),
+            pointer: String::new(),
+        },
+    })
+}
+
+#[derive(Debug)]
+struct EventView {
+    name: Value,
+    delivery: Value,
+    action: Value,
+    data: JsonNode,
+}
+
+impl Object for EventView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "name" => Some(self.name.clone()),
+            "delivery" => Some(self.delivery.clone()),
+            "action" => Some(self.action.clone()),
+            other => match self.data.node()? {
+                serde_json::Value::Object(map) => {
+                    map.get(other).map(|child| self.data.child(child, other))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys = vec![
+            Value::from("name"),
+            Value::from("delivery"),
+            Value::from("action"),
+        ];
+        if let Some(serde_json::Value::Object(map)) = self.data.node() {
+            keys.extend(
+                map.keys()
+                    .filter(|k| !matches!(k.as_str(), "name" | "delivery" | "action"))
+                    .map(|k| Value::from(k.as_str())),
+            );
+        }
+        Enumerator::Values(keys)
     }
 }
 
@@ -248,7 +352,10 @@ impl Scope {
 
     /// The first of `paths` (dotted, as from `undeclared_variables(true)`) that does not
     /// resolve in this scope, for error messages.
-    pub fn first_unresolved<'p>(&self, paths: impl IntoIterator<Item = &'p String>) -> Option<String> {
+    pub fn first_unresolved<'p>(
+        &self,
+        paths: impl IntoIterator<Item = &'p String>,
+    ) -> Option<String> {
         let mut paths: Vec<&String> = paths.into_iter().collect();
         paths.sort();
         paths.into_iter().find_map(|path| {
@@ -318,13 +425,18 @@ pub(crate) fn rewrite_bare_word_tests(expression: &str, is_test: impl Fn(&str) -
             continue;
         }
         let at_word_start = i == 0 || !word_char(chars[i - 1]);
-        if at_word_start && chars[i..].starts_with(&['i', 's']) && chars.get(i + 2).is_some_and(|c| c.is_whitespace()) {
+        if at_word_start
+            && chars[i..].starts_with(&['i', 's'])
+            && chars.get(i + 2).is_some_and(|c| c.is_whitespace())
+        {
             let mut j = i + 2;
             while j < chars.len() && chars[j].is_whitespace() {
                 j += 1;
             }
             let mut negated = false;
-            if chars[j..].starts_with(&['n', 'o', 't']) && chars.get(j + 3).is_some_and(|c| c.is_whitespace()) {
+            if chars[j..].starts_with(&['n', 'o', 't'])
+                && chars.get(j + 3).is_some_and(|c| c.is_whitespace())
+            {
                 negated = true;
                 j += 3;
                 while j < chars.len() && chars[j].is_whitespace() {
@@ -341,7 +453,10 @@ pub(crate) fn rewrite_bare_word_tests(expression: &str, is_test: impl Fn(&str) -
                 .find(|c| !c.is_whitespace())
                 .is_some_and(|c| *c == '(' || *c == '"' || *c == '\'');
             let is_identifier = !word.is_empty()
-                && word.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
+                && word
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_');
             if is_identifier && !is_test(&word) && !followed_by_call {
                 let literal = serde_json::to_string(&word).unwrap_or_default();
                 out.push_str(if negated { "!= " } else { "== " });
@@ -359,11 +474,42 @@ pub(crate) fn rewrite_bare_word_tests(expression: &str, is_test: impl Fn(&str) -
 /// The names minijinja knows as tests, plus Hamster's.
 pub(crate) fn is_known_test(name: &str) -> bool {
     const BUILTIN: &[&str] = &[
-        "defined", "undefined", "none", "safe", "escaped", "odd", "even", "divisibleby",
-        "number", "integer", "float", "string", "sequence", "mapping", "iterable", "boolean",
-        "true", "false", "startingwith", "endingwith", "containing", "in", "eq", "equalto",
-        "ne", "lt", "lessthan", "le", "gt", "greaterthan", "ge", "sameas", "filter", "test",
-        "lower", "upper",
+        "defined",
+        "undefined",
+        "none",
+        "safe",
+        "escaped",
+        "odd",
+        "even",
+        "divisibleby",
+        "number",
+        "integer",
+        "float",
+        "string",
+        "sequence",
+        "mapping",
+        "iterable",
+        "boolean",
+        "true",
+        "false",
+        "startingwith",
+        "endingwith",
+        "containing",
+        "in",
+        "eq",
+        "equalto",
+        "ne",
+        "lt",
+        "lessthan",
+        "le",
+        "gt",
+        "greaterthan",
+        "ge",
+        "sameas",
+        "filter",
+        "test",
+        "lower",
+        "upper",
     ];
     BUILTIN.contains(&name) || EXTRA_TESTS.contains(&name)
 }
@@ -373,7 +519,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn render(env: &Environment<'static>, name: &str, source: &str, scope: &Scope) -> Result<String, Error> {
+    fn render(
+        env: &Environment<'static>,
+        name: &str,
+        source: &str,
+        scope: &Scope,
+    ) -> Result<String, Error> {
         let mut env = env.clone();
         env.add_template_owned(name.to_owned(), source.to_owned())?;
         env.get_template(name)?.render(scope.to_value())
@@ -381,8 +532,12 @@ mod tests {
 
     fn scope() -> Scope {
         Scope::new(
-            json(Arc::new(json!({"repository": "Hello-World", "title": "\"; touch /tmp/pwned; echo \"", "number": 12, "labels": ["bug", "ui"]}))),
-            json(Arc::new(json!({"sender": "octocat", "payload": {"a": [1, {"b": "deep"}]}}))),
+            json(Arc::new(
+                json!({"repository": "Hello-World", "title": "\"; touch /tmp/pwned; echo \"", "number": 12, "labels": ["bug", "ui"]}),
+            )),
+            json(Arc::new(
+                json!({"sender": "octocat", "payload": {"a": [1, {"b": "deep"}]}}),
+            )),
         )
     }
 
@@ -410,9 +565,15 @@ mod tests {
         let err = render(&env, "t", "{{ source.nope }}", &scope()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UndefinedError);
         let paths = vec!["source.nope".to_owned(), "source.title".to_owned()];
-        assert_eq!(scope().first_unresolved(&paths), Some("source.nope".to_owned()));
+        assert_eq!(
+            scope().first_unresolved(&paths),
+            Some("source.nope".to_owned())
+        );
         let paths = vec!["linter.output".to_owned()];
-        assert_eq!(scope().first_unresolved(&paths), Some("linter.output".to_owned()));
+        assert_eq!(
+            scope().first_unresolved(&paths),
+            Some("linter.output".to_owned())
+        );
     }
 
     #[test]
@@ -425,12 +586,21 @@ mod tests {
     #[test]
     fn rewrites_bare_words_but_not_tests_or_strings() {
         let rw = |s| rewrite_bare_word_tests(s, is_known_test);
-        assert_eq!(rw("source.repository is Hello-World"), r#"source.repository == "Hello-World""#);
-        assert_eq!(rw("a is not Hello and b is defined"), r#"a != "Hello" and b is defined"#);
+        assert_eq!(
+            rw("source.repository is Hello-World"),
+            r#"source.repository == "Hello-World""#
+        );
+        assert_eq!(
+            rw("a is not Hello and b is defined"),
+            r#"a != "Hello" and b is defined"#
+        );
         assert_eq!(rw("a is startswith('x')"), "a is startswith('x')");
         assert_eq!(rw("a is matches \"x\""), "a is matches \"x\"");
         assert_eq!(rw("x == 'this is Hello'"), "x == 'this is Hello'");
-        assert_eq!(rw("source.full_name is Codertocat/Hello-World"), r#"source.full_name == "Codertocat/Hello-World""#);
+        assert_eq!(
+            rw("source.full_name is Codertocat/Hello-World"),
+            r#"source.full_name == "Codertocat/Hello-World""#
+        );
         assert_eq!(rw("this_is x"), "this_is x");
     }
 }

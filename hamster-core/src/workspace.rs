@@ -10,7 +10,9 @@ use tokio::sync::OnceCell;
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     /// The event's source cannot be put on disk (for example, an event about an organization).
-    #[error("this event's source ({kind}) has nothing to check out; remove the step that needs a checkout or react to an event about a repository")]
+    #[error(
+        "this event's source ({kind}) has nothing to check out; remove the step that needs a checkout or react to an event about a repository"
+    )]
     NothingToCheckOut {
         /// The source's kind.
         kind: String,
@@ -37,8 +39,9 @@ pub enum WorkspaceError {
 /// The directory one pipeline run works in.
 ///
 /// Contract:
-/// - The source is materialized on the first call to [`source_dir`](Workspace::source_dir)
-///   and not before: a pipeline whose actions never ask for it never clones anything.
+/// - Nothing is created on disk until an action asks: the source is materialized on the
+///   first call to [`source_dir`](Workspace::source_dir), so a pipeline whose actions never
+///   ask for it never clones anything (nor creates a directory).
 ///   Later calls return the same directory without materializing again. Concurrent first
 ///   calls materialize once.
 /// - A workspace owns everything it creates on disk and removes it when dropped. The engine
@@ -48,8 +51,9 @@ pub enum WorkspaceError {
 pub trait Workspace: Send + Sync + Debug {
     /// The directory holding the materialized source; materializes it on first call.
     async fn source_dir(&self) -> Result<PathBuf, WorkspaceError>;
-    /// A directory private to this run for scratch files; never holds the source.
-    fn scratch_dir(&self) -> &Path;
+    /// A directory private to this run for scratch files (created on first call); never
+    /// holds the source.
+    async fn scratch_dir(&self) -> Result<PathBuf, WorkspaceError>;
     /// Whether the source has been materialized.
     fn is_materialized(&self) -> bool;
 }
@@ -113,51 +117,55 @@ impl<M: Materializer + 'static> TempWorkspaces<M> {
 
 impl<M: Materializer + 'static> WorkspaceProvider for TempWorkspaces<M> {
     fn create(&self, source: &SourceRecord) -> Result<Box<dyn Workspace>, WorkspaceError> {
-        let builder = || {
-            let mut b = tempfile::Builder::new();
-            b.prefix("hamster-run-");
-            b
-        };
-        let dir = match &self.root {
-            Some(root) => {
-                std::fs::create_dir_all(root).map_err(|source| WorkspaceError::Io {
-                    path: root.clone(),
-                    source,
-                })?;
-                builder().tempdir_in(root)
-            }
-            None => builder().tempdir(),
-        }
-        .map_err(|source| WorkspaceError::Io {
-            path: self.root.clone().unwrap_or_else(std::env::temp_dir),
-            source,
-        })?;
-        let scratch = dir.path().join("scratch");
-        std::fs::create_dir(&scratch).map_err(|source| WorkspaceError::Io {
-            path: scratch.clone(),
-            source,
-        })?;
         Ok(Box::new(TempWorkspace {
             checkout: source.checkout.clone(),
             kind: source.kind.clone(),
             materializer: self.materializer.clone(),
-            scratch,
+            root: self.root.clone(),
             materialized: OnceCell::new(),
-            dir,
+            scratch: OnceCell::new(),
+            dir: std::sync::OnceLock::new(),
         }))
     }
 }
 
-/// A workspace in a temporary directory, removed on drop.
+/// A workspace in a temporary directory (created on first use), removed on drop.
 #[derive(Debug)]
 struct TempWorkspace<M> {
     checkout: Option<Checkout>,
     kind: String,
     materializer: std::sync::Arc<M>,
-    scratch: PathBuf,
+    root: Option<PathBuf>,
     materialized: OnceCell<PathBuf>,
+    scratch: OnceCell<PathBuf>,
     // Last, so that it is dropped (and the directory removed) after everything else.
-    dir: tempfile::TempDir,
+    dir: std::sync::OnceLock<tempfile::TempDir>,
+}
+
+impl<M> TempWorkspace<M> {
+    fn dir(&self) -> Result<&Path, WorkspaceError> {
+        if let Some(dir) = self.dir.get() {
+            return Ok(dir.path());
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("hamster-run-");
+        let created = match &self.root {
+            Some(root) => {
+                std::fs::create_dir_all(root).map_err(|source| WorkspaceError::Io {
+                    path: root.clone(),
+                    source,
+                })?;
+                builder.tempdir_in(root)
+            }
+            None => builder.tempdir(),
+        }
+        .map_err(|source| WorkspaceError::Io {
+            path: self.root.clone().unwrap_or_else(std::env::temp_dir),
+            source,
+        })?;
+        // Another caller may have won the race; its directory is kept and ours removed.
+        Ok(self.dir.get_or_init(|| created).path())
+    }
 }
 
 #[async_trait]
@@ -171,7 +179,7 @@ impl<M: Materializer + 'static> Workspace for TempWorkspace<M> {
                         kind: self.kind.clone(),
                     });
                 };
-                let target = self.dir.path().join("source");
+                let target = self.dir()?.join("source");
                 tokio::fs::create_dir(&target)
                     .await
                     .map_err(|source| WorkspaceError::Io {
@@ -185,8 +193,21 @@ impl<M: Materializer + 'static> Workspace for TempWorkspace<M> {
         Ok(path.clone())
     }
 
-    fn scratch_dir(&self) -> &Path {
-        &self.scratch
+    async fn scratch_dir(&self) -> Result<PathBuf, WorkspaceError> {
+        let path = self
+            .scratch
+            .get_or_try_init(|| async {
+                let scratch = self.dir()?.join("scratch");
+                tokio::fs::create_dir(&scratch)
+                    .await
+                    .map_err(|source| WorkspaceError::Io {
+                        path: scratch.clone(),
+                        source,
+                    })?;
+                Ok(scratch)
+            })
+            .await?;
+        Ok(path.clone())
     }
 
     fn is_materialized(&self) -> bool {

@@ -35,23 +35,35 @@ fn pr_event(name: &str, repository: &str) -> EventRecord {
         source: SourceRecord {
             kind: "pull_request".to_owned(),
             repository: Repository::new("github.com", "Codertocat", repository),
-            fields: json!({"repository": repository, "owner": "Codertocat", "user": "Codertocat", "number": 2, "title": "Update the README with new information.", "labels": ["bug"]}),
+            fields: json!({"repository": repository, "owner": "Codertocat", "user": "Codertocat", "number": 2, "title": "Update the README with new information.", "labels": ["bug"]}).into(),
             checkout: None,
             deferred: vec![],
         },
-        data: json!({"action": name.split('.').nth(1), "sender": "Codertocat"}),
+        data: json!({"action": name.split('.').nth(1), "sender": "Codertocat"}).into(),
     }
 }
 
 fn shell(output: &str, success: bool) -> RecordingAction {
-    let answer = if success { ActionOutput::success() } else { ActionOutput::failure() };
-    RecordingAction::new("shell_command").always(answer.with("output", output).with("exit_code", if success { 0 } else { 1 }))
+    let answer = if success {
+        ActionOutput::success()
+    } else {
+        ActionOutput::failure()
+    };
+    RecordingAction::new("shell_command").always(
+        answer
+            .with("output", output)
+            .with("exit_code", if success { 0 } else { 1 }),
+    )
 }
 
 fn fakes() -> ActionRegistry {
     let mut registry = ActionRegistry::new();
-    registry.register(RecordingAction::new("shell_command")).unwrap();
-    registry.register(RecordingAction::new("pull_request_comment")).unwrap();
+    registry
+        .register(RecordingAction::new("shell_command"))
+        .unwrap();
+    registry
+        .register(RecordingAction::new("pull_request_comment"))
+        .unwrap();
     registry.register(Greet).unwrap();
     registry
 }
@@ -69,42 +81,107 @@ struct GreetArgs {
 impl TypedAction for Greet {
     const NAME: &'static str = "greet";
     type Args = GreetArgs;
-    async fn run(&self, args: GreetArgs, _ctx: &ActionContext<'_>) -> Result<ActionOutput, ActionError> {
-        Ok(ActionOutput::success().with("output", vec![format!("hello {}", args.who); args.times as usize].join(" ")))
+    async fn run(
+        &self,
+        args: GreetArgs,
+        _ctx: &ActionContext<'_>,
+    ) -> Result<ActionOutput, ActionError> {
+        Ok(ActionOutput::success().with(
+            "output",
+            vec![format!("hello {}", args.who); args.times as usize].join(" "),
+        ))
     }
 }
 
 #[tokio::test]
 async fn seed_handler_success_path_puts_linter_output_into_the_comment() {
     let comments = RecordingAction::new("pull_request_comment");
-    let kit = TestKit::builder().without_linked_actions().action(shell("Your code has been rated at 10.00/10", true)).action(comments.clone()).handlers(SEED).build().await.unwrap();
-    let runs = kit.run_event(&pr_event("pull_request.opened", "Hello-World")).await.unwrap();
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("Your code has been rated at 10.00/10", true))
+        .action(comments.clone())
+        .handlers(SEED)
+        .build()
+        .await
+        .unwrap();
+    let runs = kit
+        .run_event(&pr_event("pull_request.opened", "Hello-World"))
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status(), RunStatus::Succeeded);
-    assert_eq!(comments.calls(), vec![json!(["hey @Codertocat pylint returned Your code has been rated at 10.00/10"])]);
+    assert_eq!(
+        comments.calls(),
+        vec![json!([
+            "hey @Codertocat pylint returned Your code has been rated at 10.00/10"
+        ])]
+    );
     assert_eq!(runs[0].step("linter").unwrap().data["exit_code"], json!(0));
-    assert_eq!(runs[0].step("linter").unwrap().data["status"], json!("success"));
+    assert_eq!(
+        runs[0].step("linter").unwrap().data["status"],
+        json!("success")
+    );
 }
 
 #[tokio::test]
 async fn seed_handler_failure_runs_the_callback_and_stops() {
     let comments = RecordingAction::new("pull_request_comment");
-    let kit = TestKit::builder().without_linked_actions().action(shell("E0001 syntax error", false)).action(comments.clone()).handlers(SEED).build().await.unwrap();
-    let runs = kit.run_event(&pr_event("pull_request.reopened", "Hello-World")).await.unwrap();
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("E0001 syntax error", false))
+        .action(comments.clone())
+        .handlers(SEED)
+        .build()
+        .await
+        .unwrap();
+    let runs = kit
+        .run_event(&pr_event("pull_request.reopened", "Hello-World"))
+        .await
+        .unwrap();
     assert_eq!(runs[0].status(), RunStatus::Failed);
-    assert_eq!(comments.calls(), vec![json!(["lint failed: E0001 syntax error"])]);
+    assert_eq!(
+        comments.calls(),
+        vec![json!(["lint failed: E0001 syntax error"])]
+    );
     let keys: Vec<&str> = runs[0].steps.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(keys, ["0", "0.on_failure.0"]);
 }
 
 #[tokio::test]
 async fn criteria_and_event_names_select_handlers() {
-    let kit = TestKit::builder().without_linked_actions().action(shell("ok", true)).action(RecordingAction::new("pull_request_comment")).handlers(SEED).build().await.unwrap();
-    assert!(kit.run_event(&pr_event("pull_request.opened", "Other-Repo")).await.unwrap().is_empty());
-    assert!(kit.run_event(&pr_event("pull_request.closed", "Hello-World")).await.unwrap().is_empty());
-    let (_, dispatch) = kit.run_events(&[pr_event("pull_request.opened", "Other-Repo")], None).await.unwrap();
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("ok", true))
+        .action(RecordingAction::new("pull_request_comment"))
+        .handlers(SEED)
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        kit.run_event(&pr_event("pull_request.opened", "Other-Repo"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        kit.run_event(&pr_event("pull_request.closed", "Hello-World"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (_, dispatch) = kit
+        .run_events(&[pr_event("pull_request.opened", "Other-Repo")], None)
+        .await
+        .unwrap();
     assert_eq!(dispatch.unmatched.len(), 1);
-    assert!(dispatch.unmatched[0].reason.contains("criteria"), "{:?}", dispatch.unmatched);
+    assert!(
+        dispatch.unmatched[0]
+            .reason
+            .to_string()
+            .contains("criteria"),
+        "{:?}",
+        dispatch.unmatched
+    );
 }
 
 #[tokio::test]
@@ -112,7 +189,10 @@ async fn criteria_forms() {
     let cases = [
         ("source.repository is Hello-World", true),
         ("source.repository is not Hello-World", false),
-        ("source.number > 1 and event.sender not in [\"dependabot[bot]\"]", true),
+        (
+            "source.number > 1 and event.sender not in [\"dependabot[bot]\"]",
+            true,
+        ),
         ("event.sender in [\"dependabot[bot]\"]", false),
         ("source.title is matches('^Update .* README')", true),
         ("source.title is startswith 'Update'", true),
@@ -122,9 +202,21 @@ async fn criteria_forms() {
         ("source.full_name is defined", false),
     ];
     for (criteria, expected) in cases {
-        let yaml = format!("name: h\nevents: [pull_request.*]\ncriteria: '{}'\nactions: [{{action: shell_command}}]\n", criteria.replace('\'', "''"));
-        let kit = TestKit::builder().without_linked_actions().action(shell("", true)).handlers(yaml).build().await.unwrap();
-        let runs = kit.run_event(&pr_event("pull_request.opened", "Hello-World")).await.unwrap();
+        let yaml = format!(
+            "name: h\nevents: [pull_request.*]\ncriteria: '{}'\nactions: [{{action: shell_command}}]\n",
+            criteria.replace('\'', "''")
+        );
+        let kit = TestKit::builder()
+            .without_linked_actions()
+            .action(shell("", true))
+            .handlers(yaml)
+            .build()
+            .await
+            .unwrap();
+        let runs = kit
+            .run_event(&pr_event("pull_request.opened", "Hello-World"))
+            .await
+            .unwrap();
         assert_eq!(runs.len() == 1, expected, "criteria `{criteria}`");
     }
 }
@@ -132,10 +224,26 @@ async fn criteria_forms() {
 #[tokio::test]
 async fn criteria_evaluation_error_does_not_match_and_says_why() {
     let yaml = "name: h\nevents: ['*']\ncriteria: source.title is matches('(')\nactions: [{action: shell_command}]\n";
-    let kit = TestKit::builder().without_linked_actions().action(shell("", true)).handlers(yaml).build().await.unwrap();
-    let (runs, dispatch) = kit.run_events(&[pr_event("pull_request.opened", "Hello-World")], None).await.unwrap();
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("", true))
+        .handlers(yaml)
+        .build()
+        .await
+        .unwrap();
+    let (runs, dispatch) = kit
+        .run_events(&[pr_event("pull_request.opened", "Hello-World")], None)
+        .await
+        .unwrap();
     assert!(runs.is_empty());
-    assert!(dispatch.unmatched[0].reason.contains("regular expression"), "{:?}", dispatch.unmatched);
+    assert!(
+        dispatch.unmatched[0]
+            .reason
+            .to_string()
+            .contains("regular expression"),
+        "{:?}",
+        dispatch.unmatched
+    );
 }
 
 fn errors(yaml: &str) -> HandlerErrors {
@@ -150,26 +258,41 @@ fn only(errors: &HandlerErrors) -> String {
 #[test]
 fn validation_unknown_action_names_position_and_suggestion() {
     let e = errors("name: h\nevents: [push]\nactions:\n  - action: shell_comand\n");
-    assert_eq!(only(&e), "handlers/lint.yaml:4:13: unknown action `shell_comand`; did you mean `shell_command`?");
+    assert_eq!(
+        only(&e),
+        "handlers/lint.yaml:4:13: unknown action `shell_comand`; did you mean `shell_command`?"
+    );
 }
 
 #[test]
 fn validation_duplicate_step_name() {
-    let e = errors("name: h\nevents: [push]\nactions:\n  - action: shell_command\n    name: lint\n  - action: pull_request_comment\n    name: lint\n");
+    let e = errors(
+        "name: h\nevents: [push]\nactions:\n  - action: shell_command\n    name: lint\n  - action: pull_request_comment\n    name: lint\n",
+    );
     let message = only(&e);
-    assert!(message.starts_with("handlers/lint.yaml:7:11: duplicate step name `lint`"), "{message}");
+    assert!(
+        message.starts_with("handlers/lint.yaml:7:11: duplicate step name `lint`"),
+        "{message}"
+    );
 }
 
 #[test]
 fn validation_reference_to_a_later_step() {
-    let e = errors("name: h\nevents: [push]\nactions:\n  - action: pull_request_comment\n    args: ['{{ linter.output }}']\n  - action: shell_command\n    name: linter\n");
+    let e = errors(
+        "name: h\nevents: [push]\nactions:\n  - action: pull_request_comment\n    args: ['{{ linter.output }}']\n  - action: shell_command\n    name: linter\n",
+    );
     let message = only(&e);
-    assert!(message.starts_with("handlers/lint.yaml:5:12: `linter` is a step that runs after this one"), "{message}");
+    assert!(
+        message.starts_with("handlers/lint.yaml:5:12: `linter` is a step that runs after this one"),
+        "{message}"
+    );
 }
 
 #[test]
 fn validation_template_syntax_error_points_inside_the_string() {
-    let e = errors("name: h\nevents: [push]\nactions:\n  - action: pull_request_comment\n    args: ['hello {{ source.user ']\n");
+    let e = errors(
+        "name: h\nevents: [push]\nactions:\n  - action: pull_request_comment\n    args: ['hello {{ source.user ']\n",
+    );
     let message = only(&e);
     assert!(message.starts_with("handlers/lint.yaml:5:"), "{message}");
     assert!(message.contains("template syntax error"), "{message}");
@@ -179,14 +302,21 @@ fn validation_template_syntax_error_points_inside_the_string() {
 
 #[test]
 fn validation_criteria_syntax_error() {
-    let e = errors("name: h\nevents: [push]\ncriteria: source.repository ==\nactions: [{action: shell_command}]\n");
+    let e = errors(
+        "name: h\nevents: [push]\ncriteria: source.repository ==\nactions: [{action: shell_command}]\n",
+    );
     let message = only(&e);
-    assert!(message.starts_with("handlers/lint.yaml:3:11: criteria syntax error"), "{message}");
+    assert!(
+        message.starts_with("handlers/lint.yaml:3:11: criteria syntax error"),
+        "{message}"
+    );
 }
 
 #[test]
 fn validation_bad_args_for_a_typed_action() {
-    let e = errors("name: h\nevents: [push]\nactions:\n  - action: greet\n    args: {who: 3, times: 2}\n");
+    let e = errors(
+        "name: h\nevents: [push]\nactions:\n  - action: greet\n    args: {who: 3, times: 2}\n",
+    );
     let message = only(&e);
     assert!(message.starts_with("handlers/lint.yaml:5:17: invalid args.who for action `greet`: invalid type: integer `3`, expected a string"), "{message}");
     let e = errors("name: h\nevents: [push]\nactions:\n  - action: greet\n    args: {who: me}\n");
@@ -198,12 +328,20 @@ fn validation_bad_args_for_a_typed_action() {
 #[test]
 fn validation_unknown_field_and_yaml_syntax_and_unknown_variable() {
     let e = errors("name: h\nevents: [push]\ncriterias: x\nactions: [{action: shell_command}]\n");
-    assert!(only(&e).starts_with("handlers/lint.yaml:3:1: unknown field `criterias`"), "{e}");
+    assert!(
+        only(&e).starts_with("handlers/lint.yaml:3:1: unknown field `criterias`"),
+        "{e}"
+    );
     let e = errors("name: h\nevents: [push\nactions: []\n");
     assert!(only(&e).starts_with("handlers/lint.yaml:"), "{e}");
     assert!(only(&e).contains("invalid YAML"), "{e}");
-    let e = errors("name: h\nevents: [push]\nactions:\n  - action: pull_request_comment\n    args: ['{{ sourec.user }}']\n");
-    assert!(only(&e).contains("unknown variable `sourec`; did you mean `source`?"), "{e}");
+    let e = errors(
+        "name: h\nevents: [push]\nactions:\n  - action: pull_request_comment\n    args: ['{{ sourec.user }}']\n",
+    );
+    assert!(
+        only(&e).contains("unknown variable `sourec`; did you mean `source`?"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -212,15 +350,23 @@ fn invalid_handler_in_a_list_rejects_the_whole_file() {
     let e = errors(yaml);
     assert_eq!(e.0.len(), 1);
     assert_eq!(e.0[0].handler.as_deref(), Some("bad"));
-    assert!(e.0[0].to_string().starts_with("handlers/lint.yaml:6:22:"), "{e}");
+    assert!(
+        e.0[0].to_string().starts_with("handlers/lint.yaml:6:22:"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn invalid_handlers_are_never_stored() {
     let store = Arc::new(MemoryStore::new());
-    let engine = Engine::builder(store.clone(), Arc::new(MemoryQueue::new())).registry(fakes()).build();
+    let engine = Engine::builder(store.clone(), Arc::new(MemoryQueue::new()))
+        .registry(fakes())
+        .build();
     engine.put_handlers(SEED, "seed.yaml").await.unwrap();
-    let bad = SEED.replace("pull_request_comment\n    args: ['hey", "pull_request_comentt\n    args: ['hey");
+    let bad = SEED.replace(
+        "pull_request_comment\n    args: ['hey",
+        "pull_request_comentt\n    args: ['hey",
+    );
     assert!(engine.put_handlers(&bad, "seed.yaml").await.is_err());
     let stored = store.list_handlers().await.unwrap();
     assert_eq!(stored.len(), 1);
@@ -231,19 +377,46 @@ async fn invalid_handlers_are_never_stored() {
 #[tokio::test]
 async fn undefined_variable_fails_the_step_naming_handler_step_and_variable() {
     let yaml = "name: Greeter\nevents: [push]\nactions:\n  - action: shell_command\n    name: first\n  - action: pull_request_comment\n    name: reply\n    args: ['{{ first.nothing_here }}']\n";
-    let kit = TestKit::builder().without_linked_actions().action(shell("x", true)).action(RecordingAction::new("pull_request_comment")).handlers(yaml).build().await.unwrap();
-    let runs = kit.run_event(&pr_event("push", "Hello-World")).await.unwrap();
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("x", true))
+        .action(RecordingAction::new("pull_request_comment"))
+        .handlers(yaml)
+        .build()
+        .await
+        .unwrap();
+    let runs = kit
+        .run_event(&pr_event("push", "Hello-World"))
+        .await
+        .unwrap();
     assert_eq!(runs[0].status(), RunStatus::Failed);
     let error = runs[0].step("reply").unwrap().error.clone().unwrap();
-    assert!(error.contains("handler `Greeter`") && error.contains("step `reply`") && error.contains("`first.nothing_here`"), "{error}");
+    assert!(
+        error.contains("handler `Greeter`")
+            && error.contains("step `reply`")
+            && error.contains("`first.nothing_here`"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn typed_args_keep_types_from_whole_expression_templates() {
     let yaml = "name: h\nevents: [push]\nactions:\n  - action: greet\n    args: {who: '{{ source.user }}', times: '{{ source.number }}'}\n";
-    let kit = TestKit::builder().without_linked_actions().action(Greet).handlers(yaml).build().await.unwrap();
-    let runs = kit.run_event(&pr_event("push", "Hello-World")).await.unwrap();
-    assert_eq!(runs[0].output("greet"), Some("hello Codertocat hello Codertocat"));
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(Greet)
+        .handlers(yaml)
+        .build()
+        .await
+        .unwrap();
+    let runs = kit
+        .run_event(&pr_event("push", "Hello-World"))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs[0].output("greet"),
+        Some("hello Codertocat hello Codertocat")
+    );
 }
 
 #[tokio::test]
@@ -254,61 +427,154 @@ async fn continue_on_failure_and_timeouts() {
     impl TypedAction for Sleep {
         const NAME: &'static str = "sleep";
         type Args = (u64,);
-        async fn run(&self, args: (u64,), _ctx: &ActionContext<'_>) -> Result<ActionOutput, ActionError> {
+        async fn run(
+            &self,
+            args: (u64,),
+            _ctx: &ActionContext<'_>,
+        ) -> Result<ActionOutput, ActionError> {
             tokio::time::sleep(Duration::from_millis(args.0)).await;
             Ok(ActionOutput::success())
         }
     }
     let yaml = "name: h\nevents: [push]\nactions:\n  - action: sleep\n    args: [5000]\n    timeout: 100ms\n    continue_on_failure: true\n    on_failure: [{action: shell_command, name: report, args: ['{{ sleep.status }}: {{ sleep.error }}']}]\n  - action: sleep\n    name: quick\n    args: [1]\n";
     let shell = RecordingAction::new("shell_command");
-    let kit = TestKit::builder().without_linked_actions().action(Sleep).action(shell.clone()).handlers(yaml).build().await.unwrap();
-    let runs = kit.run_event(&pr_event("push", "Hello-World")).await.unwrap();
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(Sleep)
+        .action(shell.clone())
+        .handlers(yaml)
+        .build()
+        .await
+        .unwrap();
+    let runs = kit
+        .run_event(&pr_event("push", "Hello-World"))
+        .await
+        .unwrap();
     assert_eq!(runs[0].status(), RunStatus::Succeeded);
     assert_eq!(runs[0].step("sleep").unwrap().status, StepStatus::TimedOut);
-    assert_eq!(shell.calls(), vec![json!(["timed_out: timed out after 100ms"])]);
+    assert_eq!(
+        shell.calls(),
+        vec![json!(["timed_out: timed out after 100ms"])]
+    );
     assert_eq!(runs[0].step("quick").unwrap().status, StepStatus::Success);
 }
 
 #[tokio::test]
 async fn redelivery_creates_no_second_run() {
-    let kit = TestKit::builder().without_linked_actions().action(shell("", true)).action(RecordingAction::new("pull_request_comment")).handlers(SEED).build().await.unwrap();
-    let delivery = DeliveryRecord { id: "d-1".into(), event: "pull_request".into(), received_at: chrono::Utc::now(), headers: Default::default(), body: b"{}".to_vec(), run_ids: vec![] };
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("", true))
+        .action(RecordingAction::new("pull_request_comment"))
+        .handlers(SEED)
+        .build()
+        .await
+        .unwrap();
+    let delivery = DeliveryRecord {
+        id: "d-1".into(),
+        event: "pull_request".into(),
+        received_at: chrono::Utc::now(),
+        headers: Default::default(),
+        body: b"{}".to_vec(),
+        run_ids: vec![],
+    };
     let event = pr_event("pull_request.opened", "Hello-World");
-    let (first, d1) = kit.run_events(std::slice::from_ref(&event), Some(delivery.clone())).await.unwrap();
+    let (first, d1) = kit
+        .run_events(std::slice::from_ref(&event), Some(delivery.clone()))
+        .await
+        .unwrap();
     let (second, d2) = kit.run_events(&[event], Some(delivery)).await.unwrap();
     assert!(!d1.duplicate && d2.duplicate);
     assert_eq!(d1.runs, d2.runs);
     assert_eq!(first[0].run.id, second[0].run.id);
-    assert_eq!(kit.store().list_runs(&Default::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        kit.store()
+            .list_runs(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn interrupted_run_resumes_at_the_step_that_was_running() {
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
-    let lint = RecordingAction::new("shell_command").always(ActionOutput::success().with("output", "fresh"));
+    let lint = RecordingAction::new("shell_command")
+        .always(ActionOutput::success().with("output", "fresh"));
     let comments = RecordingAction::new("pull_request_comment");
     let mut registry = ActionRegistry::new();
     registry.register(lint.clone()).unwrap();
     registry.register(comments.clone()).unwrap();
-    let engine = Engine::builder(store.clone(), queue).registry(registry).build();
+    let engine = Engine::builder(store.clone(), queue)
+        .registry(registry)
+        .build();
     engine.put_handlers(SEED, "seed.yaml").await.unwrap();
-    let dispatch = engine.dispatch(&[pr_event("pull_request.opened", "Hello-World")], None).await.unwrap();
+    let dispatch = engine
+        .dispatch(&[pr_event("pull_request.opened", "Hello-World")], None)
+        .await
+        .unwrap();
     let run = dispatch.runs[0];
     // As if a worker recorded the linter and died while commenting.
-    store.transition_run(run, &[RunStatus::Queued], RunStatus::Running, None).await.unwrap();
+    store
+        .transition_run(run, &[RunStatus::Queued], RunStatus::Running, None)
+        .await
+        .unwrap();
     let now = chrono::Utc::now();
     let mut data = serde_json::Map::new();
     data.insert("output".into(), json!("recorded before the crash"));
     data.insert("status".into(), json!("success"));
-    store.record_step(run, StepRecord { key: "0".into(), name: "linter".into(), action: "shell_command".into(), status: StepStatus::Success, attempt: 1, started_at: now, finished_at: Some(now), data, error: None }).await.unwrap();
-    store.record_step(run, StepRecord { key: "1".into(), name: "pull_request_comment".into(), action: "pull_request_comment".into(), status: StepStatus::Running, attempt: 1, started_at: now, finished_at: None, data: Default::default(), error: None }).await.unwrap();
+    store
+        .record_step(
+            run,
+            StepRecord {
+                key: "0".into(),
+                name: "linter".into(),
+                action: "shell_command".into(),
+                status: StepStatus::Success,
+                attempt: 1,
+                started_at: now,
+                finished_at: Some(now),
+                data,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_step(
+            run,
+            StepRecord {
+                key: "1".into(),
+                name: "pull_request_comment".into(),
+                action: "pull_request_comment".into(),
+                status: StepStatus::Running,
+                attempt: 1,
+                started_at: now,
+                finished_at: None,
+                data: Default::default(),
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
     engine.run_until_idle().await.unwrap();
-    assert!(lint.calls().is_empty(), "the finished step must not run again");
-    assert_eq!(comments.calls(), vec![json!(["hey @Codertocat pylint returned recorded before the crash"])]);
+    assert!(
+        lint.calls().is_empty(),
+        "the finished step must not run again"
+    );
+    assert_eq!(
+        comments.calls(),
+        vec![json!([
+            "hey @Codertocat pylint returned recorded before the crash"
+        ])]
+    );
     let steps = store.list_steps(run).await.unwrap();
     assert_eq!(steps[1].attempt, 2);
-    assert_eq!(store.get_run(run).await.unwrap().unwrap().status, RunStatus::Succeeded);
+    assert_eq!(
+        store.get_run(run).await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
 }
 
 #[derive(Debug)]
@@ -339,7 +605,11 @@ async fn workspace_is_removed_after_the_run_even_when_a_step_panics() {
     struct WriteFile;
     #[async_trait]
     impl Materializer for WriteFile {
-        async fn materialize(&self, _c: &Checkout, dir: &std::path::Path) -> Result<(), WorkspaceError> {
+        async fn materialize(
+            &self,
+            _c: &Checkout,
+            dir: &std::path::Path,
+        ) -> Result<(), WorkspaceError> {
             std::fs::write(dir.join("README"), "hi").unwrap();
             Ok(())
         }
@@ -350,7 +620,11 @@ async fn workspace_is_removed_after_the_run_even_when_a_step_panics() {
     impl TypedAction for UseThenPanic {
         const NAME: &'static str = "use_then_panic";
         type Args = (bool,);
-        async fn run(&self, args: (bool,), ctx: &ActionContext<'_>) -> Result<ActionOutput, ActionError> {
+        async fn run(
+            &self,
+            args: (bool,),
+            ctx: &ActionContext<'_>,
+        ) -> Result<ActionOutput, ActionError> {
             let dir = ctx.workspace().source_dir().await?;
             assert!(dir.join("README").exists());
             if args.0 {
@@ -365,25 +639,51 @@ async fn workspace_is_removed_after_the_run_even_when_a_step_panics() {
             .without_linked_actions()
             .action(UseThenPanic)
             .workspaces(Arc::new(TempWorkspaces::new(WriteFile).in_dir(root.path())))
-            .handlers(format!("name: h\nevents: [push]\nactions: [{{action: use_then_panic, args: [{panics}]}}]\n"))
+            .handlers(format!(
+                "name: h\nevents: [push]\nactions: [{{action: use_then_panic, args: [{panics}]}}]\n"
+            ))
             .build()
             .await
             .unwrap();
         let mut event = pr_event("push", "Hello-World");
-        event.source.checkout = Some(Checkout { repository: event.source.repository.clone(), fetch_ref: None, sha: Some("abc".into()) });
+        event.source.checkout = Some(Checkout {
+            repository: event.source.repository.clone(),
+            fetch_ref: None,
+            sha: Some("abc".into()),
+        });
         let runs = kit.run_event(&event).await.unwrap();
-        assert_eq!(runs[0].status(), if panics { RunStatus::Failed } else { RunStatus::Succeeded });
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "workspace left behind (panics: {panics})");
+        assert_eq!(
+            runs[0].status(),
+            if panics {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            }
+        );
+        assert_eq!(
+            std::fs::read_dir(root.path()).unwrap().count(),
+            0,
+            "workspace left behind (panics: {panics})"
+        );
     }
 }
 
 #[tokio::test]
 async fn ten_thousand_handlers_index_by_event_name() {
-    let engine = Engine::builder(Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new())).registry(fakes()).config(EngineConfig::default()).build();
+    let engine = Engine::builder(Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new()))
+        .registry(fakes())
+        .config(EngineConfig::default())
+        .build();
     let mut yaml = String::new();
     for i in 0..2000 {
-        let event = if i % 20 == 0 { "pull_request.opened".to_owned() } else { format!("event_{}.created", i % 97) };
-        yaml.push_str(&format!("- name: h{i}\n  events: [{event}]\n  actions: [{{action: shell_command}}]\n"));
+        let event = if i % 20 == 0 {
+            "pull_request.opened".to_owned()
+        } else {
+            format!("event_{}.created", i % 97)
+        };
+        yaml.push_str(&format!(
+            "- name: h{i}\n  events: [{event}]\n  actions: [{{action: shell_command}}]\n"
+        ));
     }
     engine.put_handlers(&yaml, "many.yaml").await.unwrap();
     let index = engine.handler_index().await.unwrap();

@@ -6,4 +6,10 @@ pub mod client;
 pub mod git;
 pub mod webhook;
 
-pub use client::{GitHub, GitHubError};
+pub use client::{
+    GitHub, GitHubConfig, GitHubError, OctocrabGitHub, RecordedCall, RecordingGitHub, RepoRef,
+};
+pub use webhook::{
+    Delivery, GitHubEvent, PullRequestEnricher, WebhookError, WebhookParser, parse_delivery,
+};
+pub use git::{GitConfig, GitMaterializer};

@@ -64,10 +64,16 @@ impl Engine {
     /// Executes a run to its end, resuming after its last recorded step. Returns the run's
     /// status (a non-terminal status means the run was released for another worker).
     pub async fn execute_run(&self, run_id: RunId) -> Result<RunStatus, EngineError> {
-        self.execute_with(run_id, &Stops::default()).await.map(|(status, _)| status)
+        self.execute_with(run_id, &Stops::default())
+            .await
+            .map(|(status, _)| status)
     }
 
-    pub(crate) async fn execute_with(&self, run_id: RunId, stops: &Stops) -> Result<(RunStatus, Option<Interruption>), EngineError> {
+    pub(crate) async fn execute_with(
+        &self,
+        run_id: RunId,
+        stops: &Stops,
+    ) -> Result<(RunStatus, Option<Interruption>), EngineError> {
         let store = &self.inner.store;
         let Some(run) = store.get_run(run_id).await? else {
             return Err(EngineError::RunNotFound(run_id));
@@ -75,18 +81,38 @@ impl Engine {
         if run.status.is_terminal() {
             return Ok((run.status, None));
         }
-        let Some(mut run) = store.transition_run(run_id, &[RunStatus::Queued, RunStatus::Running], RunStatus::Running, None).await? else {
-            let status = store.get_run(run_id).await?.map_or(RunStatus::Cancelled, |r| r.status);
+        let Some(mut run) = store
+            .transition_run(
+                run_id,
+                &[RunStatus::Queued, RunStatus::Running],
+                RunStatus::Running,
+                None,
+            )
+            .await?
+        else {
+            let status = store
+                .get_run(run_id)
+                .await?
+                .map_or(RunStatus::Cancelled, |r| r.status);
             return Ok((status, None));
         };
-        let Some(handler) = self.inner.handlers.compiled(run.handler_id, run.handler_version, &run.handler, &self.inner.registry) else {
+        let Some(handler) = self.inner.handlers.compiled(
+            run.handler_id,
+            run.handler_version,
+            &run.handler,
+            &self.inner.registry,
+        ) else {
             return self.finish(&run, RunStatus::Failed, Some(format!("handler `{}` version {} no longer compiles on this worker (is an action it uses not registered here?)", run.handler_name, run.handler_version))).await;
         };
-        if !run.event.source.deferred.is_empty() && handler.uses_any_source_field(&run.event.source.deferred) {
+        if !run.event.source.deferred.is_empty()
+            && handler.uses_any_source_field(&run.event.source.deferred)
+        {
             match &self.inner.enricher {
                 Some(enricher) => {
                     if let Err(error) = enricher.enrich(&mut run.event.source).await {
-                        return self.finish(&run, RunStatus::Failed, Some(error.to_string())).await;
+                        return self
+                            .finish(&run, RunStatus::Failed, Some(error.to_string()))
+                            .await;
                     }
                 }
                 None => {
@@ -96,20 +122,53 @@ impl Engine {
         }
         let workspace = match self.inner.workspaces.create(&run.event.source) {
             Ok(workspace) => workspace,
-            Err(error) => return self.finish(&run, RunStatus::Failed, Some(error.to_string())).await,
+            Err(error) => {
+                return self
+                    .finish(&run, RunStatus::Failed, Some(error.to_string()))
+                    .await;
+            }
         };
         let mut scope = event_scope(&run.event);
         let env = match handler.render_env(&scope) {
             Ok(env) => env,
-            Err(error) => return self.finish(&run, RunStatus::Failed, Some(format!("handler env: {error}"))).await,
+            Err(error) => {
+                return self
+                    .finish(
+                        &run,
+                        RunStatus::Failed,
+                        Some(format!("handler env: {error}")),
+                    )
+                    .await;
+            }
         };
-        let done = store.list_steps(run_id).await?.into_iter().map(|s| (s.key.clone(), s)).collect();
-        let mut state = RunState { engine: self, run: &run, handler: &handler, workspace: workspace.as_ref(), env, done, stops };
+        let done = store
+            .list_steps(run_id)
+            .await?
+            .into_iter()
+            .map(|s| (s.key.clone(), s))
+            .collect();
+        let mut state = RunState {
+            engine: self,
+            run: &run,
+            handler: &handler,
+            workspace: workspace.as_ref(),
+            env,
+            done,
+            stops,
+        };
         let mut failed: Option<String> = None;
         for step in &handler.steps {
             match state.step(step, &mut scope).await? {
                 StepEnd::Interrupted(why) => return Ok((RunStatus::Running, Some(why))),
-                StepEnd::Cancelled => return self.finish(&run, RunStatus::Cancelled, Some("cancelled by request".to_owned())).await,
+                StepEnd::Cancelled => {
+                    return self
+                        .finish(
+                            &run,
+                            RunStatus::Cancelled,
+                            Some("cancelled by request".to_owned()),
+                        )
+                        .await;
+                }
                 StepEnd::Done { success: true } => {}
                 StepEnd::Done { success: false } if step.continue_on_failure => {}
                 StepEnd::Done { success: false } => {
@@ -127,12 +186,29 @@ impl Engine {
         }
     }
 
-    async fn finish(&self, run: &RunRecord, status: RunStatus, error: Option<String>) -> Result<(RunStatus, Option<Interruption>), EngineError> {
+    async fn finish(
+        &self,
+        run: &RunRecord,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<(RunStatus, Option<Interruption>), EngineError> {
         let error = error.map(|e| self.inner.redactor.redact(&e));
-        match self.inner.store.transition_run(run.id, &[RunStatus::Running], status, error).await? {
+        match self
+            .inner
+            .store
+            .transition_run(run.id, &[RunStatus::Running], status, error)
+            .await?
+        {
             Some(updated) => Ok((updated.status, None)),
             // Cancelled (or finished by another worker) meanwhile: report what it is.
-            None => Ok((self.inner.store.get_run(run.id).await?.map_or(status, |r| r.status), None)),
+            None => Ok((
+                self.inner
+                    .store
+                    .get_run(run.id)
+                    .await?
+                    .map_or(status, |r| r.status),
+                None,
+            )),
         }
     }
 }
@@ -145,7 +221,11 @@ enum StepEnd {
 
 impl RunState<'_> {
     /// Runs a step (or restores its recorded result) and then its callbacks.
-    fn step<'s>(&'s mut self, step: &'s CompiledStep, scope: &'s mut Scope) -> futures::future::BoxFuture<'s, Result<StepEnd, EngineError>> {
+    fn step<'s>(
+        &'s mut self,
+        step: &'s CompiledStep,
+        scope: &'s mut Scope,
+    ) -> futures::future::BoxFuture<'s, Result<StepEnd, EngineError>> {
         Box::pin(async move {
             let previous = self.done.get(&step.key).cloned();
             let record = match previous {
@@ -163,7 +243,11 @@ impl RunState<'_> {
                 return Ok(StepEnd::Cancelled);
             }
             let success = record.status.is_success();
-            let callbacks = if success { &step.on_success } else { &step.on_failure };
+            let callbacks = if success {
+                &step.on_success
+            } else {
+                &step.on_failure
+            };
             if callbacks.is_empty() {
                 return Ok(StepEnd::Done { success });
             }
@@ -181,11 +265,18 @@ impl RunState<'_> {
                     other => return Ok(other),
                 }
             }
-            Ok(StepEnd::Done { success: success && callbacks_ok })
+            Ok(StepEnd::Done {
+                success: success && callbacks_ok,
+            })
         })
     }
 
-    async fn execute_step(&mut self, step: &CompiledStep, scope: &Scope, attempt: u32) -> Result<Result<StepRecord, StepEnd>, EngineError> {
+    async fn execute_step(
+        &mut self,
+        step: &CompiledStep,
+        scope: &Scope,
+        attempt: u32,
+    ) -> Result<Result<StepRecord, StepEnd>, EngineError> {
         let engine = &self.engine.inner;
         let started_at = Utc::now();
         let mut record = StepRecord {
@@ -199,17 +290,28 @@ impl RunState<'_> {
             data: Map::new(),
             error: None,
         };
-        engine.store.record_step(self.run.id, record.clone()).await?;
+        engine
+            .store
+            .record_step(self.run.id, record.clone())
+            .await?;
         let clock = Instant::now();
         let context = scope.to_value();
         let rendered = step.args.render(&self.handler.env, &context, scope);
         let (status, mut data, error) = match rendered {
             Err(error) => {
-                let message = format!("handler `{}`, step `{}`: {}", self.handler.spec.name, step.name, error.message);
+                let message = format!(
+                    "handler `{}`, step `{}`: {}",
+                    self.handler.spec.name, step.name, error.message
+                );
                 (StepStatus::Failure, Map::new(), Some(message))
             }
             Ok(args) => {
-                let log = StoreLog { store: engine.store.clone(), run: self.run.id, key: step.key.clone(), redactor: engine.redactor.clone() };
+                let log = StoreLog {
+                    store: engine.store.clone(),
+                    run: self.run.id,
+                    key: step.key.clone(),
+                    redactor: engine.redactor.clone(),
+                };
                 let timeout = step.timeout.or(engine.config.default_step_timeout);
                 let ctx = ActionContext {
                     run_id: self.run.id,
@@ -248,13 +350,21 @@ impl RunState<'_> {
             }
         };
         if let Some(message) = &error {
-            data.entry("error").or_insert_with(|| Value::String(message.clone()));
+            data.entry("error")
+                .or_insert_with(|| Value::String(message.clone()));
             // Templates such as `{{ linter.output }}` in an on_failure callback should show
             // why the step failed even when the action produced no output.
-            data.entry("output").or_insert_with(|| Value::String(message.clone()));
+            data.entry("output")
+                .or_insert_with(|| Value::String(message.clone()));
         }
-        data.insert("status".to_owned(), Value::String(status.as_str().to_owned()));
-        data.insert("duration_ms".to_owned(), Value::from(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX)));
+        data.insert(
+            "status".to_owned(),
+            Value::String(status.as_str().to_owned()),
+        );
+        data.insert(
+            "duration_ms".to_owned(),
+            Value::from(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        );
         let mut data = Value::Object(data);
         engine.redactor.redact_json(&mut data);
         record.data = match data {
@@ -264,7 +374,10 @@ impl RunState<'_> {
         record.status = status;
         record.error = error.map(|e| engine.redactor.redact(&e));
         record.finished_at = Some(Utc::now());
-        engine.store.record_step(self.run.id, record.clone()).await?;
+        engine
+            .store
+            .record_step(self.run.id, record.clone())
+            .await?;
         tracing::debug!(run = %self.run.id, step = %step.name, status = status.as_str(), "step finished");
         Ok(Ok(record))
     }

@@ -17,6 +17,10 @@ pub struct IndexedHandler {
     pub version: i64,
     /// Whether it is enabled.
     pub enabled: bool,
+    /// Its name (shared, for reports).
+    pub name: Arc<str>,
+    /// Its criteria as written (shared, for reports).
+    pub criteria: Option<Arc<str>>,
     /// Compiled.
     pub compiled: Arc<CompiledHandler>,
 }
@@ -43,7 +47,11 @@ impl HandlerIndex {
             for pattern in handler.compiled.patterns() {
                 match pattern {
                     EventPattern::Exact(name) => {
-                        index.exact.entry(name.clone()).or_default().push(handler.clone());
+                        index
+                            .exact
+                            .entry(name.clone())
+                            .or_default()
+                            .push(handler.clone());
                     }
                     EventPattern::Glob(_) => match pattern.literal_prefix().split_once('.') {
                         Some((family, _)) => index
@@ -82,9 +90,15 @@ impl HandlerIndex {
         }
         let family = event_name.split('.').next().unwrap_or(event_name);
         if let Some(globs) = self.by_family.get(family) {
-            globs.iter().filter(|(p, _)| p.matches(event_name)).for_each(|(_, h)| push(h));
+            globs
+                .iter()
+                .filter(|(p, _)| p.matches(event_name))
+                .for_each(|(_, h)| push(h));
         }
-        self.anywhere.iter().filter(|(p, _)| p.matches(event_name)).for_each(|(_, h)| push(h));
+        self.anywhere
+            .iter()
+            .filter(|(p, _)| p.matches(event_name))
+            .for_each(|(_, h)| push(h));
         found
     }
 }
@@ -128,10 +142,17 @@ impl HandlerCache {
         self.state.lock().checked_at = None;
     }
 
-    pub(crate) async fn index(&self, store: &dyn Store, registry: &ActionRegistry) -> Result<Arc<HandlerIndex>, StoreError> {
+    pub(crate) async fn index(
+        &self,
+        store: &dyn Store,
+        registry: &ActionRegistry,
+    ) -> Result<Arc<HandlerIndex>, StoreError> {
         {
             let state = self.state.lock();
-            if state.checked_at.is_some_and(|at| at.elapsed() < self.refresh_every) {
+            if state
+                .checked_at
+                .is_some_and(|at| at.elapsed() < self.refresh_every)
+            {
                 return Ok(state.index.clone());
             }
         }
@@ -139,7 +160,10 @@ impl HandlerCache {
         let _guard = self.refresh.lock().await;
         {
             let state = self.state.lock();
-            if state.checked_at.is_some_and(|at| at.elapsed() < self.refresh_every) {
+            if state
+                .checked_at
+                .is_some_and(|at| at.elapsed() < self.refresh_every)
+            {
                 return Ok(state.index.clone());
             }
         }
@@ -150,7 +174,11 @@ impl HandlerCache {
             return Ok(state.index.clone());
         }
         let records = store.list_handlers().await?;
-        let index = Arc::new(HandlerIndex::new(records.iter().filter_map(|record| self.indexed(record, registry))));
+        let index = Arc::new(HandlerIndex::new(
+            records
+                .iter()
+                .filter_map(|record| self.indexed(record, registry)),
+        ));
         let mut state = self.state.lock();
         state.index = index.clone();
         state.revision = Some(revision);
@@ -158,18 +186,30 @@ impl HandlerCache {
         Ok(index)
     }
 
-    fn indexed(&self, record: &HandlerRecord, registry: &ActionRegistry) -> Option<Arc<IndexedHandler>> {
+    fn indexed(
+        &self,
+        record: &HandlerRecord,
+        registry: &ActionRegistry,
+    ) -> Option<Arc<IndexedHandler>> {
         let compiled = self.compiled(record.id, record.version, &record.spec, registry)?;
         Some(Arc::new(IndexedHandler {
             id: record.id,
             version: record.version,
             enabled: record.enabled,
+            name: Arc::from(record.name.as_str()),
+            criteria: record.spec.criteria.as_deref().map(Arc::from),
             compiled,
         }))
     }
 
     /// A compiled handler, compiled once per (id, version).
-    pub(crate) fn compiled(&self, id: HandlerId, version: i64, spec: &crate::handler::HandlerSpec, registry: &ActionRegistry) -> Option<Arc<CompiledHandler>> {
+    pub(crate) fn compiled(
+        &self,
+        id: HandlerId,
+        version: i64,
+        spec: &crate::handler::HandlerSpec,
+        registry: &ActionRegistry,
+    ) -> Option<Arc<CompiledHandler>> {
         if let Some(compiled) = self.state.lock().compiled.get(&(id, version)) {
             return Some(compiled.clone());
         }
@@ -177,7 +217,9 @@ impl HandlerCache {
             Ok(compiled) => {
                 let compiled = Arc::new(compiled);
                 let mut state = self.state.lock();
-                state.compiled.retain(|(other, v), _| *other != id || *v >= version - 4);
+                state
+                    .compiled
+                    .retain(|(other, v), _| *other != id || *v >= version - 4);
                 state.compiled.insert((id, version), compiled.clone());
                 Some(compiled)
             }
@@ -188,7 +230,12 @@ impl HandlerCache {
         }
     }
 
-    pub(crate) fn insert_compiled(&self, id: HandlerId, version: i64, compiled: Arc<CompiledHandler>) {
+    pub(crate) fn insert_compiled(
+        &self,
+        id: HandlerId,
+        version: i64,
+        compiled: Arc<CompiledHandler>,
+    ) {
         self.state.lock().compiled.insert((id, version), compiled);
     }
 }

@@ -19,8 +19,7 @@ use crate::queue::{NewJob, Queue, QueueError};
 use crate::redact::Redactor;
 use crate::services::Services;
 use crate::store::{
-    DeliveryOutcome, DeliveryRecord, HandlerRecord, RunId, RunRecord, RunStatus, Store,
-    StoreError,
+    DeliveryOutcome, DeliveryRecord, HandlerRecord, RunId, RunRecord, RunStatus, Store, StoreError,
 };
 use crate::template::{self, Scope};
 use crate::workspace::{NoCheckout, TempWorkspaces, WorkspaceProvider};
@@ -69,14 +68,48 @@ pub enum EngineError {
 }
 
 /// A handler that reacted to the event's name but did not get a run, and why.
+///
+/// Names are shared, and the reason is formatted only when shown: intake builds one of
+/// these for every handler whose criteria are false, on every delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unmatched {
     /// The handler's name.
-    pub handler: String,
+    pub handler: Arc<str>,
     /// The event's name.
-    pub event: String,
-    /// Why: disabled, criteria false, or the criteria's evaluation error.
-    pub reason: String,
+    pub event: Arc<str>,
+    /// Why it did not match.
+    #[serde(serialize_with = "serialize_display")]
+    pub reason: UnmatchedReason,
+}
+
+/// Why a handler did not match an event it reacts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnmatchedReason {
+    /// The handler is disabled.
+    Disabled,
+    /// The criteria (shown) evaluated to false.
+    CriteriaFalse(Arc<str>),
+    /// The criteria could not be evaluated.
+    CriteriaError(String),
+}
+
+impl std::fmt::Display for UnmatchedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Disabled => f.write_str("the handler is disabled"),
+            Self::CriteriaFalse(criteria) => {
+                write!(f, "criteria `{criteria}` is false for this event")
+            }
+            Self::CriteriaError(error) => write!(f, "criteria could not be evaluated: {error}"),
+        }
+    }
+}
+
+fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// What [`Engine::dispatch`] did.
@@ -203,7 +236,11 @@ impl Engine {
 
     /// Validates handler text and stores every handler in it, creating new ones and updating
     /// those whose name exists. All or nothing for validation: an invalid file stores nothing.
-    pub async fn put_handlers(&self, text: &str, origin: &str) -> Result<Vec<HandlerRecord>, EngineError> {
+    pub async fn put_handlers(
+        &self,
+        text: &str,
+        origin: &str,
+    ) -> Result<Vec<HandlerRecord>, EngineError> {
         let loaded = load_str(text, origin, &self.inner.registry)?;
         let mut records = Vec::with_capacity(loaded.len());
         for handler in loaded {
@@ -216,11 +253,30 @@ impl Engine {
     pub async fn put_loaded(&self, handler: LoadedHandler) -> Result<HandlerRecord, EngineError> {
         let store = &self.inner.store;
         let record = match store.get_handler_by_name(&handler.spec.name).await? {
-            Some(existing) if existing.spec == handler.spec && existing.source_text == handler.source_text => existing,
-            Some(existing) => store.update_handler(existing.id, handler.spec, handler.source_text, Some(existing.version)).await?,
-            None => store.create_handler(handler.spec, handler.source_text).await?,
+            Some(existing)
+                if existing.spec == handler.spec && existing.source_text == handler.source_text =>
+            {
+                existing
+            }
+            Some(existing) => {
+                store
+                    .update_handler(
+                        existing.id,
+                        handler.spec,
+                        handler.source_text,
+                        Some(existing.version),
+                    )
+                    .await?
+            }
+            None => {
+                store
+                    .create_handler(handler.spec, handler.source_text)
+                    .await?
+            }
         };
-        self.inner.handlers.insert_compiled(record.id, record.version, handler.compiled);
+        self.inner
+            .handlers
+            .insert_compiled(record.id, record.version, handler.compiled);
         self.inner.handlers.invalidate();
         Ok(record)
     }
@@ -232,7 +288,11 @@ impl Engine {
 
     /// The current handler index (refreshing it from the store when needed).
     pub async fn handler_index(&self) -> Result<Arc<HandlerIndex>, EngineError> {
-        Ok(self.inner.handlers.index(&*self.inner.store, &self.inner.registry).await?)
+        Ok(self
+            .inner
+            .handlers
+            .index(&*self.inner.store, &self.inner.registry)
+            .await?)
     }
 
     /// Matches events against the stored handlers and creates one run per match.
@@ -240,7 +300,11 @@ impl Engine {
     /// With a delivery, the delivery and its runs are recorded atomically and a redelivery of
     /// the same id creates nothing (the first runs are returned with `duplicate: true`).
     /// Runs are enqueued after they are recorded.
-    pub async fn dispatch(&self, events: &[EventRecord], delivery: Option<DeliveryRecord>) -> Result<Dispatch, EngineError> {
+    pub async fn dispatch(
+        &self,
+        events: &[EventRecord],
+        delivery: Option<DeliveryRecord>,
+    ) -> Result<Dispatch, EngineError> {
         let index = self.handler_index().await?;
         let mut dispatch = Dispatch::default();
         let mut runs = Vec::new();
@@ -270,32 +334,34 @@ impl Engine {
         Ok(dispatch)
     }
 
-    fn plan(&self, index: &HandlerIndex, event: &EventRecord, runs: &mut Vec<RunRecord>, unmatched: &mut Vec<Unmatched>) {
-        let candidates = index.candidates(&event.name);
-        if candidates.is_empty() {
-            return;
-        }
-        let scope = event_scope(event);
-        for handler in candidates {
-            let spec = &handler.compiled.spec;
-            let skip = |reason: String| Unmatched { handler: spec.name.clone(), event: event.name.clone(), reason };
-            if !handler.enabled {
-                unmatched.push(skip("the handler is disabled".to_owned()));
-                continue;
-            }
-            match handler.compiled.criteria_match(&scope) {
-                Ok(true) => runs.push(new_run(&handler, event)),
-                Ok(false) => unmatched.push(skip(format!("criteria `{}` is false for this event", spec.criteria.as_deref().unwrap_or("")))),
-                Err(error) => {
-                    tracing::warn!(handler = %spec.name, event = %event.name, %error, "criteria could not be evaluated; the handler does not match");
-                    unmatched.push(skip(format!("criteria could not be evaluated: {error}")));
-                }
-            }
-        }
+    /// The handlers that match an event (enabled, name and criteria), and those that reacted
+    /// to its name but did not match, with why. Does not create runs.
+    pub async fn match_event(
+        &self,
+        event: &EventRecord,
+    ) -> Result<(Vec<Arc<IndexedHandler>>, Vec<Unmatched>), EngineError> {
+        let index = self.handler_index().await?;
+        let mut matched = Vec::new();
+        let mut unmatched = Vec::new();
+        match_into(&index, event, &mut matched, &mut unmatched);
+        Ok((matched, unmatched))
+    }
+
+    fn plan(
+        &self,
+        index: &HandlerIndex,
+        event: &EventRecord,
+        runs: &mut Vec<RunRecord>,
+        unmatched: &mut Vec<Unmatched>,
+    ) {
+        let mut matched = Vec::new();
+        match_into(index, event, &mut matched, unmatched);
+        runs.extend(matched.iter().map(|handler| new_run(handler, event)));
     }
 
     async fn enqueue(&self, run: RunId) -> Result<(), EngineError> {
-        let job = NewJob::new(serde_json::json!({ "run_id": run })).max_attempts(self.inner.config.max_attempts);
+        let job = NewJob::new(serde_json::json!({ "run_id": run }))
+            .max_attempts(self.inner.config.max_attempts);
         let mut delay = Duration::from_millis(50);
         let mut attempt = 1;
         loop {
@@ -316,7 +382,12 @@ impl Engine {
 
     /// Creates a new run of the same handler (as it was) for the same event, and enqueues it.
     pub async fn rerun(&self, run: RunId) -> Result<RunId, EngineError> {
-        let original = self.inner.store.get_run(run).await?.ok_or(EngineError::RunNotFound(run))?;
+        let original = self
+            .inner
+            .store
+            .get_run(run)
+            .await?
+            .ok_or(EngineError::RunNotFound(run))?;
         let mut copy = original;
         copy.id = RunId::new();
         copy.status = RunStatus::Queued;
@@ -331,7 +402,11 @@ impl Engine {
     }
 
     /// Re-matches a stored delivery against today's handlers and enqueues the new runs.
-    pub async fn reprocess(&self, delivery_id: &str, events: &[EventRecord]) -> Result<Dispatch, EngineError> {
+    pub async fn reprocess(
+        &self,
+        delivery_id: &str,
+        events: &[EventRecord],
+    ) -> Result<Dispatch, EngineError> {
         let index = self.handler_index().await?;
         let mut dispatch = Dispatch::default();
         let mut runs = Vec::new();
@@ -339,7 +414,10 @@ impl Engine {
             self.plan(&index, event, &mut runs, &mut dispatch.unmatched);
         }
         dispatch.runs = runs.iter().map(|r| r.id).collect();
-        self.inner.store.add_delivery_runs(delivery_id, runs).await?;
+        self.inner
+            .store
+            .add_delivery_runs(delivery_id, runs)
+            .await?;
         for id in &dispatch.runs {
             self.enqueue(*id).await?;
         }
@@ -351,7 +429,12 @@ impl Engine {
         let updated = self
             .inner
             .store
-            .transition_run(run, &[RunStatus::Queued, RunStatus::Running], RunStatus::Cancelled, Some("cancelled by request".to_owned()))
+            .transition_run(
+                run,
+                &[RunStatus::Queued, RunStatus::Running],
+                RunStatus::Cancelled,
+                Some("cancelled by request".to_owned()),
+            )
             .await?;
         Ok(updated.is_some())
     }
@@ -369,16 +452,58 @@ impl Engine {
     /// Executes queued runs in this task until the queue has nothing ready; returns the runs
     /// executed. For tests, replays and benchmarks.
     pub async fn run_until_idle(&self) -> Result<Vec<RunId>, EngineError> {
-        let worker = self.worker(WorkerConfig { poll_wait: Duration::ZERO, ..WorkerConfig::default() });
+        let worker = self.worker(WorkerConfig {
+            poll_wait: Duration::ZERO,
+            ..WorkerConfig::default()
+        });
         worker.drain().await
+    }
+}
+
+fn match_into(
+    index: &HandlerIndex,
+    event: &EventRecord,
+    matched: &mut Vec<Arc<IndexedHandler>>,
+    unmatched: &mut Vec<Unmatched>,
+) {
+    let candidates = index.candidates(&event.name);
+    if candidates.is_empty() {
+        return;
+    }
+    let scope = event_scope(event);
+    let context = scope.to_value();
+    let event_name: Arc<str> = Arc::from(event.name.as_str());
+    for handler in candidates {
+        let reason = if !handler.enabled {
+            UnmatchedReason::Disabled
+        } else {
+            match handler.compiled.criteria_match_in(&context, &scope) {
+                Ok(true) => {
+                    matched.push(handler);
+                    continue;
+                }
+                Ok(false) => UnmatchedReason::CriteriaFalse(
+                    handler.criteria.clone().unwrap_or_else(|| Arc::from("")),
+                ),
+                Err(error) => {
+                    tracing::warn!(handler = %handler.name, event = %event.name, %error, "criteria could not be evaluated; the handler does not match");
+                    UnmatchedReason::CriteriaError(error.to_string())
+                }
+            }
+        };
+        unmatched.push(Unmatched {
+            handler: handler.name.clone(),
+            event: event_name.clone(),
+            reason,
+        });
     }
 }
 
 /// The template scope of an event at intake: `source` and `event`.
 pub(crate) fn event_scope(event: &EventRecord) -> Scope {
     Scope::new(
-        template::json(Arc::new(event.source.fields.clone())),
-        template::json(Arc::new(event.template_value())),
+        template::json(event.source.fields.clone()),
+        template::event_value(event),
     )
 }
 

@@ -96,13 +96,19 @@ impl Worker {
                 }
             }
         }
-        tracing::info!(in_progress = tasks.len(), "worker stopping: no new work is taken");
+        tracing::info!(
+            in_progress = tasks.len(),
+            "worker stopping: no new work is taken"
+        );
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            tracing::info!(in_progress = tasks.len(), "grace period over; releasing runs in progress to other workers");
+            tracing::info!(
+                in_progress = tasks.len(),
+                "grace period over; releasing runs in progress to other workers"
+            );
             release.cancel();
             while tasks.join_next().await.is_some() {}
         }
@@ -112,7 +118,13 @@ impl Worker {
     /// Executes every job ready now, one at a time, until `receive` returns nothing.
     pub async fn drain(&self) -> Result<Vec<RunId>, EngineError> {
         let mut executed = Vec::new();
-        while let Some(lease) = self.engine.inner.queue.receive(self.config.lease, self.config.poll_wait).await? {
+        while let Some(lease) = self
+            .engine
+            .inner
+            .queue
+            .receive(self.config.lease, self.config.poll_wait)
+            .await?
+        {
             if let Some(run) = run_id(&lease) {
                 executed.push(run);
             }
@@ -128,16 +140,37 @@ impl Worker {
             let _ = queue.ack(&lease).await;
             return;
         };
-        let stops = Stops { cancel: CancellationToken::new(), release: release.child_token() };
-        let keeper = tokio::spawn(keep_lease(self.engine.clone(), lease.clone(), self.config.lease, run, stops.clone()));
-        let result = AssertUnwindSafe(self.engine.execute_with(run, &stops)).catch_unwind().await;
+        let stops = Stops {
+            cancel: CancellationToken::new(),
+            release: release.child_token(),
+        };
+        let keeper = tokio::spawn(keep_lease(
+            self.engine.clone(),
+            lease.clone(),
+            self.config.lease,
+            run,
+            stops.clone(),
+        ));
+        let result = AssertUnwindSafe(self.engine.execute_with(run, &stops))
+            .catch_unwind()
+            .await;
         keeper.abort();
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(panic) => {
                 let message = panic_message(&panic);
                 tracing::error!(%run, %message, "run panicked; marking it failed");
-                let _ = self.engine.inner.store.transition_run(run, &[RunStatus::Running, RunStatus::Queued], RunStatus::Failed, Some(format!("a step panicked: {message}"))).await;
+                let _ = self
+                    .engine
+                    .inner
+                    .store
+                    .transition_run(
+                        run,
+                        &[RunStatus::Running, RunStatus::Queued],
+                        RunStatus::Failed,
+                        Some(format!("a step panicked: {message}")),
+                    )
+                    .await;
                 Ok((RunStatus::Failed, None))
             }
         };
@@ -152,15 +185,23 @@ impl Worker {
                 queue.ack(&lease).await
             }
             Err(error) => {
-                let delay = self.config.retry_backoff * 2u32.saturating_pow(lease.job.attempt.saturating_sub(1).min(10));
+                let delay = self.config.retry_backoff
+                    * 2u32.saturating_pow(lease.job.attempt.saturating_sub(1).min(10));
                 tracing::warn!(%run, %error, ?delay, attempt = lease.job.attempt, "run could not be executed; it will be retried");
-                queue.retry(&lease, delay, &error.to_string()).await.map(|_| ())
+                queue
+                    .retry(&lease, delay, &error.to_string())
+                    .await
+                    .map(|_| ())
             }
         };
         if let Err(error) = acked {
             match error {
-                QueueError::LeaseLost(_) => tracing::warn!(%run, "lease lost before the job was settled; another worker owns it now"),
-                error => tracing::error!(%run, %error, "could not settle the job; it will be redelivered after its lease"),
+                QueueError::LeaseLost(_) => {
+                    tracing::warn!(%run, "lease lost before the job was settled; another worker owns it now")
+                }
+                error => {
+                    tracing::error!(%run, %error, "could not settle the job; it will be redelivered after its lease")
+                }
             }
         }
     }

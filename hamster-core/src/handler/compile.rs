@@ -5,7 +5,7 @@ use super::diagnostic::{Diagnostic, HandlerErrors, did_you_mean};
 use super::spec::{HandlerSpec, StepSpec};
 use super::yaml::{Document, Position};
 use crate::action::{Action, ActionRegistry, ArgPathSegment, RenderMode};
-use crate::template::{self, Scope, SHELL_SUFFIX};
+use crate::template::{self, SHELL_SUFFIX, Scope};
 use minijinja::{Environment, ErrorKind};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
@@ -158,7 +158,12 @@ pub struct RenderError {
 }
 
 impl ArgsTemplate {
-    pub(crate) fn render(&self, env: &Environment<'static>, scope: &minijinja::Value, names: &Scope) -> Result<Value, RenderError> {
+    pub(crate) fn render(
+        &self,
+        env: &Environment<'static>,
+        scope: &minijinja::Value,
+        names: &Scope,
+    ) -> Result<Value, RenderError> {
         Ok(match self {
             Self::Literal(v) => v.clone(),
             Self::Template(t) => t.render(env, scope, names)?,
@@ -179,27 +184,46 @@ impl ArgsTemplate {
 }
 
 impl TemplateRef {
-    pub(crate) fn render(&self, env: &Environment<'static>, scope: &minijinja::Value, names: &Scope) -> Result<Value, RenderError> {
+    pub(crate) fn render(
+        &self,
+        env: &Environment<'static>,
+        scope: &minijinja::Value,
+        names: &Scope,
+    ) -> Result<Value, RenderError> {
         let result = env
             .get_template(&self.name)
             .and_then(|template| template.render(scope));
         match result {
             Ok(text) if self.typed => serde_json::from_str(&text).map_err(|e| RenderError {
                 variable: None,
-                message: format!("template at {} produced a value that is not JSON: {e}", self.pointer),
+                message: format!(
+                    "template at {} produced a value that is not JSON: {e}",
+                    self.pointer
+                ),
             }),
             Ok(text) => Ok(Value::String(text)),
             Err(error) if error.kind() == ErrorKind::UndefinedError => {
                 let variable = names.first_unresolved(self.paths.iter());
                 let message = match &variable {
-                    Some(v) => format!("undefined variable `{v}` in the template at {}", self.pointer),
-                    None => format!("undefined value in the template at {}: {}", self.pointer, error_detail(&error)),
+                    Some(v) => format!(
+                        "undefined variable `{v}` in the template at {}",
+                        self.pointer
+                    ),
+                    None => format!(
+                        "undefined value in the template at {}: {}",
+                        self.pointer,
+                        error_detail(&error)
+                    ),
                 };
                 Err(RenderError { variable, message })
             }
             Err(error) => Err(RenderError {
                 variable: None,
-                message: format!("template at {} failed: {}", self.pointer, error_detail(&error)),
+                message: format!(
+                    "template at {} failed: {}",
+                    self.pointer,
+                    error_detail(&error)
+                ),
             }),
         }
     }
@@ -209,6 +233,20 @@ fn error_detail(error: &minijinja::Error) -> String {
     match error.detail() {
         Some(detail) => format!("{} ({detail})", error.kind()),
         None => error.kind().to_string(),
+    }
+}
+
+/// Compiled criteria: an expression evaluated for its truth.
+pub(crate) struct Criteria {
+    expression: minijinja::Expression<'static, 'static>,
+    paths: Vec<String>,
+}
+
+impl std::fmt::Debug for Criteria {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Criteria")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,7 +278,7 @@ pub struct CompiledHandler {
     pub spec: Arc<HandlerSpec>,
     pub(crate) env: Environment<'static>,
     pub(crate) patterns: Vec<EventPattern>,
-    pub(crate) criteria: Option<TemplateRef>,
+    pub(crate) criteria: Option<Criteria>,
     pub(crate) env_vars: Vec<(String, TemplateRef)>,
     /// The pipeline.
     pub steps: Vec<CompiledStep>,
@@ -261,21 +299,52 @@ impl CompiledHandler {
 
     /// Evaluates the criteria (true when there are none).
     pub fn criteria_match(&self, scope: &Scope) -> Result<bool, RenderError> {
+        self.criteria_match_in(&scope.to_value(), scope)
+    }
+
+    /// Like [`criteria_match`](Self::criteria_match) with the scope already turned into a
+    /// template context (matching many handlers against one event builds it once).
+    pub fn criteria_match_in(
+        &self,
+        context: &minijinja::Value,
+        scope: &Scope,
+    ) -> Result<bool, RenderError> {
         let Some(criteria) = &self.criteria else {
             return Ok(true);
         };
-        let value = criteria.render(&self.env, &scope.to_value(), scope)?;
-        Ok(value.as_str() == Some("1"))
+        match criteria.expression.eval(context) {
+            Ok(value) => Ok(value.is_true()),
+            Err(error) if error.kind() == ErrorKind::UndefinedError => {
+                let variable = scope.first_unresolved(criteria.paths.iter());
+                let message = match &variable {
+                    Some(v) => format!("undefined variable `{v}`"),
+                    None => format!("undefined value: {}", error_detail(&error)),
+                };
+                Err(RenderError { variable, message })
+            }
+            Err(error) => Err(RenderError {
+                variable: None,
+                message: error_detail(&error),
+            }),
+        }
     }
 
     /// Renders the handler's `env:` values.
-    pub(crate) fn render_env(&self, scope: &Scope) -> Result<std::collections::BTreeMap<String, String>, RenderError> {
+    pub(crate) fn render_env(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::BTreeMap<String, String>, RenderError> {
         let ctx = scope.to_value();
         self.env_vars
             .iter()
             .map(|(k, t)| {
                 let v = t.render(&self.env, &ctx, scope)?;
-                Ok((k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                Ok((
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                ))
             })
             .collect()
     }
@@ -353,13 +422,27 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles one template string; checks its variables against what it may see.
-    fn template(&mut self, pointer: &str, text: &str, mode: RenderMode, allowed: &StepScope<'_>) -> Option<TemplateRef> {
+    fn template(
+        &mut self,
+        pointer: &str,
+        text: &str,
+        mode: RenderMode,
+        allowed: &StepScope<'_>,
+    ) -> Option<TemplateRef> {
         self.template_count += 1;
         let typed_expr = match mode {
             RenderMode::Text => whole_expression(text),
             RenderMode::Shell => None,
         };
-        let base_name = format!("t{}{}", self.template_count, if mode == RenderMode::Shell { SHELL_SUFFIX } else { "" });
+        let base_name = format!(
+            "t{}{}",
+            self.template_count,
+            if mode == RenderMode::Shell {
+                SHELL_SUFFIX
+            } else {
+                ""
+            }
+        );
         let source = match typed_expr {
             Some(expr) => format!("{{{{ ({expr}) | {} }}}}", template::TYPED_FILTER),
             None => text.to_owned(),
@@ -386,16 +469,34 @@ impl<'a> Compiler<'a> {
             }
         }
         for name in top {
-            if name == "source" || name == "event" || allowed.visible.contains(&name) || self.env.globals().any(|(g, _)| g == name) {
+            if name == "source"
+                || name == "event"
+                || allowed.visible.contains(&name)
+                || self.env.globals().any(|(g, _)| g == name)
+            {
                 continue;
             }
             let message = if allowed.later.contains(&name) {
-                format!("`{name}` is a step that runs after this one, so its result is not available here; move this step after `{name}` or use another step's result")
+                format!(
+                    "`{name}` is a step that runs after this one, so its result is not available here; move this step after `{name}` or use another step's result"
+                )
             } else {
-                let candidates: Vec<&str> = ["source", "event"].into_iter().chain(allowed.visible.iter().map(String::as_str)).collect();
+                let candidates: Vec<&str> = ["source", "event"]
+                    .into_iter()
+                    .chain(allowed.visible.iter().map(String::as_str))
+                    .collect();
                 match did_you_mean(&name, candidates.iter().copied()) {
-                    Some(suggestion) => format!("unknown variable `{name}`; did you mean `{suggestion}`? Templates see `source`, `event` and earlier steps by name"),
-                    None => format!("unknown variable `{name}`; templates see `source`, `event` and earlier steps by name ({})", if allowed.visible.is_empty() { "no earlier steps here".to_owned() } else { allowed.visible.join(", ") }),
+                    Some(suggestion) => format!(
+                        "unknown variable `{name}`; did you mean `{suggestion}`? Templates see `source`, `event` and earlier steps by name"
+                    ),
+                    None => format!(
+                        "unknown variable `{name}`; templates see `source`, `event` and earlier steps by name ({})",
+                        if allowed.visible.is_empty() {
+                            "no earlier steps here".to_owned()
+                        } else {
+                            allowed.visible.join(", ")
+                        }
+                    ),
                 }
             };
             self.error(pointer, message);
@@ -408,7 +509,14 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn args(&mut self, pointer: &str, value: &Value, action: &dyn Action, path: &mut Vec<ArgPathSegment>, allowed: &StepScope<'_>) -> ArgsTemplate {
+    fn args(
+        &mut self,
+        pointer: &str,
+        value: &Value,
+        action: &dyn Action,
+        path: &mut Vec<ArgPathSegment>,
+        allowed: &StepScope<'_>,
+    ) -> ArgsTemplate {
         match value {
             Value::String(text) if is_template(text) => {
                 let mode = action.render_mode(path);
@@ -423,7 +531,8 @@ impl<'a> Compiler<'a> {
                     .enumerate()
                     .map(|(i, item)| {
                         path.push(ArgPathSegment::Index(i));
-                        let compiled = self.args(&format!("{pointer}/{i}"), item, action, path, allowed);
+                        let compiled =
+                            self.args(&format!("{pointer}/{i}"), item, action, path, allowed);
                         path.pop();
                         compiled
                     })
@@ -433,7 +542,13 @@ impl<'a> Compiler<'a> {
                 map.iter()
                     .map(|(k, v)| {
                         path.push(ArgPathSegment::Key(k.clone()));
-                        let compiled = self.args(&format!("{pointer}/{}", pointer_escape(k)), v, action, path, allowed);
+                        let compiled = self.args(
+                            &format!("{pointer}/{}", pointer_escape(k)),
+                            v,
+                            action,
+                            path,
+                            allowed,
+                        );
                         path.pop();
                         (k.clone(), compiled)
                     })
@@ -443,18 +558,33 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn step(&mut self, pointer: &str, key: String, spec: &StepSpec, allowed: &StepScope<'_>) -> Option<CompiledStep> {
+    fn step(
+        &mut self,
+        pointer: &str,
+        key: String,
+        spec: &StepSpec,
+        allowed: &StepScope<'_>,
+    ) -> Option<CompiledStep> {
         let name = spec.effective_name().to_owned();
         let Some(action) = self.registry.get(&spec.action).cloned() else {
             let hint = match did_you_mean(&spec.action, self.registry.names()) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => format!("registered actions: {}", self.registry.names().collect::<Vec<_>>().join(", ")),
+                None => format!(
+                    "registered actions: {}",
+                    self.registry.names().collect::<Vec<_>>().join(", ")
+                ),
             };
-            self.error(&format!("{pointer}/action"), format!("unknown action `{}`; {hint}", spec.action));
+            self.error(
+                &format!("{pointer}/action"),
+                format!("unknown action `{}`; {hint}", spec.action),
+            );
             return None;
         };
         if spec.timeout == Some(Duration::ZERO) {
-            self.error(&format!("{pointer}/timeout"), "timeout must be longer than zero; remove it to use the default".to_owned());
+            self.error(
+                &format!("{pointer}/timeout"),
+                "timeout must be longer than zero; remove it to use the default".to_owned(),
+            );
         }
         // Args: the action checks what is written literally; values that are templates can
         // only be checked once rendered, so an error pointing into one is deferred.
@@ -464,11 +594,23 @@ impl<'a> Compiler<'a> {
             if !deferred {
                 let arg_pointer = format!("{pointer}/args{}", args_path_pointer(&error.path));
                 let shown: String = error.path.iter().map(ToString::to_string).collect();
-                self.error(&arg_pointer, format!("invalid args{shown} for action `{}`: {}", spec.action, error.message));
+                self.error(
+                    &arg_pointer,
+                    format!(
+                        "invalid args{shown} for action `{}`: {}",
+                        spec.action, error.message
+                    ),
+                );
             }
         }
         let mut path = Vec::new();
-        let args = self.args(&format!("{pointer}/args"), &spec.args, action.as_ref(), &mut path, allowed);
+        let args = self.args(
+            &format!("{pointer}/args"),
+            &spec.args,
+            action.as_ref(),
+            &mut path,
+            allowed,
+        );
 
         // Callbacks see the main steps this step sees, the step itself, and earlier callbacks of their list.
         let callbacks = |list: &[StepSpec], which: &str, this: &mut Self| -> Vec<CompiledStep> {
@@ -483,8 +625,13 @@ impl<'a> Compiler<'a> {
                 if visible.contains(&cb_name) || !seen.insert(cb_name.clone()) {
                     this.error_at(&cb_pointer, this.name_position(&cb_pointer, callback), format!("duplicate step name `{cb_name}`: another step this callback can see has that name; give this step a unique `name:`"));
                 }
-                let scope = StepScope { visible: visible.clone(), later: allowed.later };
-                if let Some(step) = this.step(&cb_pointer, format!("{key}.{which}.{i}"), callback, &scope) {
+                let scope = StepScope {
+                    visible: visible.clone(),
+                    later: allowed.later,
+                };
+                if let Some(step) =
+                    this.step(&cb_pointer, format!("{key}.{which}.{i}"), callback, &scope)
+                {
                     compiled.push(step);
                 }
                 visible.push(cb_name);
@@ -515,13 +662,25 @@ impl<'a> Compiler<'a> {
     }
 
     fn check_name(&mut self, pointer: &str, spec: &StepSpec, name: &str) {
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        let at = if spec.name.is_some() { format!("{pointer}/name") } else { pointer.to_owned() };
+        let at = if spec.name.is_some() {
+            format!("{pointer}/name")
+        } else {
+            pointer.to_owned()
+        };
         if !valid {
             self.error(&at, format!("step name `{name}` cannot be used in templates; use letters, digits and `_`, starting with a letter (e.g. `{}`)", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
         } else if RESERVED_NAMES.contains(&name) {
-            self.error(&at, format!("step name `{name}` is reserved (templates use it); choose another `name:`"));
+            self.error(
+                &at,
+                format!(
+                    "step name `{name}` is reserved (templates use it); choose another `name:`"
+                ),
+            );
         }
     }
 }
@@ -540,7 +699,11 @@ fn error_line_column(error: &minijinja::Error, text: &str) -> (usize, usize) {
 }
 
 /// Validates and compiles one handler.
-pub(crate) fn compile(spec: HandlerSpec, registry: &ActionRegistry, locate: &dyn Locate) -> Result<CompiledHandler, HandlerErrors> {
+pub(crate) fn compile(
+    spec: HandlerSpec,
+    registry: &ActionRegistry,
+    locate: &dyn Locate,
+) -> Result<CompiledHandler, HandlerErrors> {
     let mut compiler = Compiler {
         registry,
         locate,
@@ -551,38 +714,49 @@ pub(crate) fn compile(spec: HandlerSpec, registry: &ActionRegistry, locate: &dyn
         template_count: 0,
     };
     if spec.name.trim().is_empty() {
-        compiler.error("/name", "the handler's `name` is empty; give it a unique name".to_owned());
+        compiler.error(
+            "/name",
+            "the handler's `name` is empty; give it a unique name".to_owned(),
+        );
     }
     if spec.events.is_empty() {
-        compiler.error("/events", "`events` is empty; list the events to react to, e.g. `[pull_request.opened]`".to_owned());
+        compiler.error(
+            "/events",
+            "`events` is empty; list the events to react to, e.g. `[pull_request.opened]`"
+                .to_owned(),
+        );
     }
     let mut patterns = Vec::new();
     for (i, event) in spec.events.iter().enumerate() {
-        let valid = !event.is_empty() && event.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '*'));
+        let valid = !event.is_empty()
+            && event
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '*'));
         if valid {
             patterns.push(EventPattern::parse(event));
         } else {
             compiler.error(&format!("/events/{i}"), format!("`{event}` is not an event name; write `<event>.<action>` such as `pull_request.opened`, or use `*` as in `pull_request.*`"));
         }
     }
-    let handler_scope = StepScope { visible: Vec::new(), later: &[] };
+    let handler_scope = StepScope {
+        visible: Vec::new(),
+        later: &[],
+    };
     let criteria = spec.criteria.as_deref().and_then(|text| {
         let rewritten = template::rewrite_bare_word_tests(text, template::is_known_test);
-        compiler.template_count += 1;
-        let name = format!("criteria{}", compiler.template_count);
-        let wrapped = format!("{{% if ({rewritten}) %}}1{{% endif %}}");
-        match compiler.env.add_template_owned(name.clone(), wrapped) {
+        match template::CRITERIA_ENV.compile_expression_owned(rewritten) {
             Err(error) => {
                 let detail = error.detail().unwrap_or("invalid expression").to_owned();
                 compiler.error("/criteria", format!("criteria syntax error: {detail}; write an expression such as `source.repository is Hello-World and event.sender != \"dependabot[bot]\"`"));
                 None
             }
-            Ok(()) => {
-                let template = compiler.env.get_template(&name).ok()?;
-                let paths: Vec<String> = template.undeclared_variables(true).into_iter().collect();
-                for top in template.undeclared_variables(false) {
-                    if top != "source" && top != "event" {
-                        compiler.error("/criteria", format!("unknown variable `{top}` in criteria; criteria see `source` and `event` only"));
+            Ok(expression) => {
+                let paths: Vec<String> = expression.undeclared_variables(true).into_iter().collect();
+                let mut top: Vec<String> = expression.undeclared_variables(false).into_iter().collect();
+                top.sort();
+                for name in top {
+                    if name != "source" && name != "event" {
+                        compiler.error("/criteria", format!("unknown variable `{name}` in criteria; criteria see `source` and `event` only"));
                     }
                 }
                 for path in &paths {
@@ -590,7 +764,7 @@ pub(crate) fn compile(spec: HandlerSpec, registry: &ActionRegistry, locate: &dyn
                         compiler.source_fields_used.insert(rest.split('.').next().unwrap_or(rest).to_owned());
                     }
                 }
-                Some(TemplateRef { name, typed: false, paths: Arc::new(paths), pointer: "/criteria".to_owned() })
+                Some(Criteria { expression, paths })
             }
         }
     });
@@ -599,24 +773,47 @@ pub(crate) fn compile(spec: HandlerSpec, registry: &ActionRegistry, locate: &dyn
         .iter()
         .filter_map(|(k, v)| {
             let pointer = format!("/env/{}", pointer_escape(k));
-            compiler.template(&pointer, v, RenderMode::Text, &handler_scope).map(|t| (k.clone(), t))
+            compiler
+                .template(&pointer, v, RenderMode::Text, &handler_scope)
+                .map(|t| (k.clone(), t))
         })
         .collect();
 
     if spec.actions.is_empty() {
-        compiler.error("/actions", "`actions` is empty; a handler needs at least one step".to_owned());
+        compiler.error(
+            "/actions",
+            "`actions` is empty; a handler needs at least one step".to_owned(),
+        );
     }
-    let names: Vec<String> = spec.actions.iter().map(|s| s.effective_name().to_owned()).collect();
+    let names: Vec<String> = spec
+        .actions
+        .iter()
+        .map(|s| s.effective_name().to_owned())
+        .collect();
     let mut steps = Vec::new();
     for (i, step) in spec.actions.iter().enumerate() {
         let pointer = format!("/actions/{i}");
         compiler.check_name(&pointer, step, &names[i]);
         if names[..i].contains(&names[i]) {
             let position = compiler.name_position(&pointer, step);
-            let hint = if step.name.is_none() { format!("two steps use action `{}` without a `name:`; name them", step.action) } else { "give this step a unique `name:`".to_owned() };
-            compiler.error_at(&pointer, position, format!("duplicate step name `{}`: {hint}", names[i]));
+            let hint = if step.name.is_none() {
+                format!(
+                    "two steps use action `{}` without a `name:`; name them",
+                    step.action
+                )
+            } else {
+                "give this step a unique `name:`".to_owned()
+            };
+            compiler.error_at(
+                &pointer,
+                position,
+                format!("duplicate step name `{}`: {hint}", names[i]),
+            );
         }
-        let scope = StepScope { visible: names[..i].to_vec(), later: &names[i + 1..] };
+        let scope = StepScope {
+            visible: names[..i].to_vec(),
+            later: &names[i + 1..],
+        };
         if let Some(compiled) = compiler.step(&pointer, i.to_string(), step, &scope) {
             steps.push(compiled);
         }

@@ -21,7 +21,11 @@ pub struct Diagnostic {
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.position {
-            Some(p) => write!(f, "{}:{}:{}: {}", self.origin, p.line, p.column, self.message),
+            Some(p) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.origin, p.line, p.column, self.message
+            ),
             None if self.pointer.is_empty() => write!(f, "{}: {}", self.origin, self.message),
             None => write!(f, "{} (at {}): {}", self.origin, self.pointer, self.message),
         }
@@ -45,7 +49,10 @@ impl std::fmt::Display for HandlerErrors {
 }
 
 /// Suggests the closest of `candidates` to `word`, for "did you mean" hints.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

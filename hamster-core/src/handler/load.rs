@@ -25,7 +25,11 @@ pub struct LoadedHandler {
 /// and no handler is.
 ///
 /// `origin` names the text in diagnostics (a file path, or `<api>`).
-pub fn load_str(text: &str, origin: &str, registry: &ActionRegistry) -> Result<Vec<LoadedHandler>, HandlerErrors> {
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    registry: &ActionRegistry,
+) -> Result<Vec<LoadedHandler>, HandlerErrors> {
     let documents = yaml::parse(text).map_err(|error| {
         HandlerErrors(vec![Diagnostic {
             origin: origin.to_owned(),
@@ -40,7 +44,9 @@ pub fn load_str(text: &str, origin: &str, registry: &ActionRegistry) -> Result<V
     let mut units: Vec<(&Document, String)> = Vec::new();
     for document in &documents {
         match document.value() {
-            Value::Array(items) => units.extend((0..items.len()).map(|i| (document, format!("/{i}")))),
+            Value::Array(items) => {
+                units.extend((0..items.len()).map(|i| (document, format!("/{i}"))))
+            }
             Value::Null => {}
             _ => units.push((document, String::new())),
         }
@@ -56,15 +62,31 @@ pub fn load_str(text: &str, origin: &str, registry: &ActionRegistry) -> Result<V
     }
     let single = units.len() == 1;
     for (document, base) in &units {
-        let value = document.value().pointer(base).cloned().unwrap_or(Value::Null);
-        let locator = DocumentLocator { origin, document, base: base.clone() };
+        let value = document
+            .value()
+            .pointer(base)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let locator = DocumentLocator {
+            origin,
+            document,
+            base: base.clone(),
+        };
         match deserialize_spec(&value, &locator) {
             Err(diagnostic) => diagnostics.push(*diagnostic),
             Ok(spec) => match compile::compile(spec.clone(), registry, &locator) {
                 Err(errors) => diagnostics.extend(errors.0),
                 Ok(compiled) => {
-                    let source_text = if single { text.to_owned() } else { serde_json::to_string_pretty(&value).unwrap_or_default() };
-                    loaded.push(LoadedHandler { spec, source_text, compiled: Arc::new(compiled) });
+                    let source_text = if single {
+                        text.to_owned()
+                    } else {
+                        serde_json::to_string_pretty(&value).unwrap_or_default()
+                    };
+                    loaded.push(LoadedHandler {
+                        spec,
+                        source_text,
+                        compiled: Arc::new(compiled),
+                    });
                 }
             },
         }
@@ -76,7 +98,10 @@ pub fn load_str(text: &str, origin: &str, registry: &ActionRegistry) -> Result<V
                 position: None,
                 pointer: String::new(),
                 handler: Some(handler.spec.name.clone()),
-                message: format!("two handlers in this file are named `{}`; handler names must be unique", handler.spec.name),
+                message: format!(
+                    "two handlers in this file are named `{}`; handler names must be unique",
+                    handler.spec.name
+                ),
             });
         }
     }
@@ -88,7 +113,10 @@ pub fn load_str(text: &str, origin: &str, registry: &ActionRegistry) -> Result<V
 }
 
 /// Loads a handler file; see [`load_str`].
-pub fn load_file(path: &Path, registry: &ActionRegistry) -> Result<Vec<LoadedHandler>, HandlerErrors> {
+pub fn load_file(
+    path: &Path,
+    registry: &ActionRegistry,
+) -> Result<Vec<LoadedHandler>, HandlerErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         HandlerErrors(vec![Diagnostic {
@@ -103,19 +131,27 @@ pub fn load_file(path: &Path, registry: &ActionRegistry) -> Result<Vec<LoadedHan
 }
 
 /// Compiles a handler that was validated before (read back from a store).
-pub fn compile_spec(spec: &HandlerSpec, registry: &ActionRegistry) -> Result<CompiledHandler, HandlerErrors> {
+pub fn compile_spec(
+    spec: &HandlerSpec,
+    registry: &ActionRegistry,
+) -> Result<CompiledHandler, HandlerErrors> {
     let origin = format!("handler `{}`", spec.name);
     compile::compile(spec.clone(), registry, &Unlocated(&origin))
 }
 
-fn deserialize_spec(value: &Value, locator: &DocumentLocator<'_>) -> Result<HandlerSpec, Box<Diagnostic>> {
+fn deserialize_spec(
+    value: &Value,
+    locator: &DocumentLocator<'_>,
+) -> Result<HandlerSpec, Box<Diagnostic>> {
     serde_path_to_error::deserialize::<_, HandlerSpec>(value).map_err(|error| {
         let mut pointer: String = error
             .path()
             .iter()
             .filter_map(|segment| match segment {
                 serde_path_to_error::Segment::Seq { index } => Some(format!("/{index}")),
-                serde_path_to_error::Segment::Map { key } => Some(format!("/{}", key.replace('~', "~0").replace('/', "~1"))),
+                serde_path_to_error::Segment::Map { key } => {
+                    Some(format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+                }
                 _ => None,
             })
             .collect();
@@ -161,8 +197,6 @@ fn explain_serde_error(message: &str) -> String {
         } else {
             format!("{message}; add it, e.g. `{example}`")
         }
-    } else if message.starts_with("invalid type") {
-        format!("{message}")
     } else {
         message.to_owned()
     }

@@ -82,7 +82,6 @@ impl StepSpec {
     }
 }
 
-
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

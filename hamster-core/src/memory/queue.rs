@@ -306,25 +306,18 @@ impl Queue for MemoryQueue {
             .and_then(|not_before| (not_before - now_utc).to_std().ok())
             .filter(|delay| !delay.is_zero());
         Ok(self.with_state(|state, now| {
+            let initial_state = match delay {
+                Some(_) => EntryState::Delayed,
+                None => EntryState::Ready,
+            };
+            let entry = Entry {
+                job,
+                state: initial_state,
+            };
+            state.entries.insert(id.clone(), entry);
             let wake = match delay {
-                Some(delay) => {
-                    state.entries.insert(
-                        id.clone(),
-                        Entry {
-                            job,
-                            state: EntryState::Delayed,
-                        },
-                    );
-                    state.schedule(id.clone(), instant_after(now, delay))
-                }
+                Some(delay) => state.schedule(id.clone(), instant_after(now, delay)),
                 None => {
-                    state.entries.insert(
-                        id.clone(),
-                        Entry {
-                            job,
-                            state: EntryState::Ready,
-                        },
-                    );
                     state.ready.push_back(id.clone());
                     Wake::OneReceiver
                 }
@@ -726,24 +719,29 @@ mod tests {
         assert!(lease.is_some(), "the job is still deliverable");
     }
 
-    #[tokio::test]
-    async fn one_enqueue_wakes_one_of_many_waiters() {
+    #[tokio::test(start_paused = true)]
+    async fn every_enqueue_wakes_a_distinct_waiter() {
         let queue = MemoryQueue::new();
+        let started = Instant::now();
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let queue = queue.clone();
-                tokio::spawn(async move { queue.receive(MINUTE, Duration::from_millis(300)).await })
+                tokio::spawn(async move { queue.receive(MINUTE, MINUTE).await })
             })
             .collect();
         tokio::task::yield_now().await;
-        queue.enqueue(job("one")).await.expect("enqueue");
-        let mut received = 0;
-        for waiter in waiters {
-            if waiter.await.expect("task").expect("receive").is_some() {
-                received += 1;
-            }
+        for name in ["a", "b", "c"] {
+            queue.enqueue(job(name)).await.expect("enqueue");
         }
-        assert_eq!(received, 1);
+        for waiter in waiters {
+            let lease = waiter.await.expect("task").expect("receive");
+            assert!(
+                lease.is_some(),
+                "a lost wake-up left a waiter without its job"
+            );
+        }
+        // With time paused, a waiter that missed its wake-up would have slept a minute.
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[test]

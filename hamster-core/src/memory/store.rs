@@ -609,11 +609,11 @@ mod tests {
                 source: SourceRecord {
                     kind: "commit".to_owned(),
                     repository: Repository::new("github.com", "octo", "hello"),
-                    fields: json!({}),
+                    fields: json!({}).into(),
                     checkout: None,
                     deferred: Vec::new(),
                 },
-                data: json!({}),
+                data: json!({}).into(),
             },
             repository: "octo/hello".to_owned(),
             delivery_id: None,

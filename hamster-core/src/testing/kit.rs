@@ -17,9 +17,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::action::{
-    Action, ActionContext, ActionError, ActionOutput, ActionRegistry, ArgsError,
-};
+use crate::action::{Action, ActionContext, ActionError, ActionOutput, ActionRegistry, ArgsError};
 use crate::engine::{Dispatch, Engine, EngineConfig, EngineError};
 use crate::event::{Event, EventRecord, SourceEnricher};
 use crate::handler::HandlerErrors;
@@ -128,7 +126,11 @@ impl TestKitBuilder {
 
     /// Validates and stores the handlers; fails with every validation error found.
     pub async fn build(self) -> Result<TestKit, TestKitError> {
-        let mut registry = if self.no_linked_actions { ActionRegistry::new() } else { ActionRegistry::with_linked()? };
+        let mut registry = if self.no_linked_actions {
+            ActionRegistry::new()
+        } else {
+            ActionRegistry::with_linked()?
+        };
         for action in self.actions {
             registry.replace_arc(action);
         }
@@ -147,11 +149,20 @@ impl TestKitBuilder {
         }
         let engine = builder.build();
         for path in self.handler_files {
-            let text = std::fs::read_to_string(&path).map_err(|error| TestKitError::Io { path: path.clone(), error })?;
-            engine.put_handlers(&text, &path.display().to_string()).await.map_err(flatten)?;
+            let text = std::fs::read_to_string(&path).map_err(|error| TestKitError::Io {
+                path: path.clone(),
+                error,
+            })?;
+            engine
+                .put_handlers(&text, &path.display().to_string())
+                .await
+                .map_err(flatten)?;
         }
         for text in self.handler_texts {
-            engine.put_handlers(&text, "<test>").await.map_err(flatten)?;
+            engine
+                .put_handlers(&text, "<test>")
+                .await
+                .map_err(flatten)?;
         }
         Ok(TestKit { engine, store })
     }
@@ -189,18 +200,33 @@ impl TestKit {
 
     /// Matches an event, runs every matching pipeline to completion, and reports the runs.
     pub async fn run_event(&self, event: &dyn Event) -> Result<Vec<RunReport>, TestKitError> {
-        self.run_events(&[event.to_record()], None).await.map(|(reports, _)| reports)
+        self.run_events(&[event.to_record()], None)
+            .await
+            .map(|(reports, _)| reports)
     }
 
     /// Like [`run_event`](Self::run_event) for several events, optionally as one delivery;
     /// also returns what dispatch said (unmatched handlers and why).
-    pub async fn run_events(&self, events: &[EventRecord], delivery: Option<DeliveryRecord>) -> Result<(Vec<RunReport>, Dispatch), TestKitError> {
+    pub async fn run_events(
+        &self,
+        events: &[EventRecord],
+        delivery: Option<DeliveryRecord>,
+    ) -> Result<(Vec<RunReport>, Dispatch), TestKitError> {
         let dispatch = self.engine.dispatch(events, delivery).await?;
         self.engine.run_until_idle().await?;
         let mut reports = Vec::with_capacity(dispatch.runs.len());
         for id in &dispatch.runs {
-            let run = self.store.get_run(*id).await.map_err(EngineError::from)?.ok_or(EngineError::RunNotFound(*id))?;
-            let steps = self.store.list_steps(*id).await.map_err(EngineError::from)?;
+            let run = self
+                .store
+                .get_run(*id)
+                .await
+                .map_err(EngineError::from)?
+                .ok_or(EngineError::RunNotFound(*id))?;
+            let steps = self
+                .store
+                .list_steps(*id)
+                .await
+                .map_err(EngineError::from)?;
             reports.push(RunReport { run, steps });
         }
         Ok((reports, dispatch))
@@ -294,11 +320,19 @@ impl Action for RecordingAction {
         Ok(())
     }
 
-    async fn run(&self, args: Value, _ctx: &ActionContext<'_>) -> Result<ActionOutput, ActionError> {
+    async fn run(
+        &self,
+        args: Value,
+        _ctx: &ActionContext<'_>,
+    ) -> Result<ActionOutput, ActionError> {
         self.calls.lock().push(args);
         let answer = {
             let mut answers = self.answers.lock();
-            if answers.is_empty() { self.default.lock().clone() } else { answers.remove(0) }
+            if answers.is_empty() {
+                self.default.lock().clone()
+            } else {
+                answers.remove(0)
+            }
         };
         answer.map_err(ActionError::Failed)
     }

@@ -176,7 +176,8 @@ pub fn sample_run(handler: &HandlerRecord, repository: &str) -> RunRecord {
                     "title": "Ajoute l'ünïcode 🐹 — 中文",
                     "head": {"sha": head_sha, "ref": "feature/x"},
                     "labels": ["bug", "help wanted"],
-                }),
+                })
+                .into(),
                 checkout: Some(Checkout {
                     repository: repo,
                     fetch_ref: Some("refs/pull/7/head".to_owned()),
@@ -184,7 +185,7 @@ pub fn sample_run(handler: &HandlerRecord, repository: &str) -> RunRecord {
                 }),
                 deferred: vec!["mergeable".to_owned()],
             },
-            data: json!({"action": "opened", "sender": {"login": "octocat", "id": 583231}}),
+            data: json!({"action": "opened", "sender": {"login": "octocat", "id": 583231}}).into(),
         },
         repository: repository.to_owned(),
         delivery_id: None,
@@ -1022,13 +1023,13 @@ async fn run_record_round_trip<S: Store>(c: Check, store: S) {
     let mut full = sample_run(&handler, "octo/hello");
     full.delivery_id = Some("d-full".to_owned());
     full.event.delivery_id = Some("d-full".to_owned());
-    full.event.data = json!({
+    full.event.data = serde_json::Value::into(json!({
         "nested": {"deep": {"deeper": [1, [2, [3, {"x": "🐹"}]]]}},
         "unicode": "日本語 عربي ελληνικά ✓",
         "escapes": "quote \" backslash \\ newline \n tab \t",
         "numbers": [0, -1, 9_007_199_254_740_993_i64, 1.5, -0.25, 1e-7],
         "empty": {}, "list": [], "null": null, "bool": false,
-    });
+    }));
     full.status = RunStatus::Failed;
     full.started_at = Some(full.created_at + TimeDelta::milliseconds(1500));
     full.finished_at = Some(full.created_at + TimeDelta::seconds(42));

@@ -4,6 +4,18 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
+pub mod config;
+pub mod octocrab_client;
+pub mod recording;
+pub mod request;
+
+pub use config::{
+    ApiToken, GitHubConfig, GitHubConfigBuilder, GitHubConfigError, ProxySettings, RetryPolicy,
+};
+pub use octocrab_client::{ClientStats, OctocrabGitHub};
+pub use recording::{RecordedCall, RecordingGitHub};
+pub use request::ApiRequest;
+
 /// A repository on GitHub, as API calls address it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RepoRef {

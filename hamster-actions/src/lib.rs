@@ -1,0 +1,1 @@
+//! hamster-actions (in progress).

@@ -1,0 +1,1 @@
+//! hamster-server (in progress).

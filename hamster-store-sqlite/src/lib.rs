@@ -1,0 +1,1 @@
+//! hamster-store-sqlite (in progress).
