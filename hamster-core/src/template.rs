@@ -192,6 +192,17 @@ impl JsonNode {
         }
     }
 
+    /// This node itself as a template value.
+    fn itself(&self) -> Option<Value> {
+        Some(match self.node()? {
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => Value::from_object(JsonNode {
+                root: self.root.clone(),
+                pointer: self.pointer.clone(),
+            }),
+            scalar => scalar_value(scalar),
+        })
+    }
+
     fn child(&self, value: &serde_json::Value, segment: impl std::fmt::Display) -> Value {
         match value {
             serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
@@ -252,64 +263,56 @@ impl Object for JsonNode {
     }
 }
 
-/// The template view of an event: its data (lazily) plus `name`, `delivery` and `action`.
+/// The template view of an event: its data plus `name`, `delivery` and `action`. Small
+/// fields are converted once; the raw `payload` (tens of kilobytes) stays a lazy view.
 pub fn event_value(event: &crate::event::EventRecord) -> Value {
+    let mut fields: Vec<(Value, Value)> = Vec::with_capacity(12);
+    let mut payload = None;
+    if let serde_json::Value::Object(map) = &*event.data {
+        for (key, value) in map {
+            match key.as_str() {
+                "payload" => payload = Some(key.clone()),
+                "name" | "delivery" | "action" => {}
+                _ => fields.push((Value::from(key.as_str()), Value::from_serialize(value))),
+            }
+        }
+    }
     let action = match event.data.get("action") {
         Some(serde_json::Value::String(a)) => Value::from(a.as_str()),
-        _ => event
-            .name
-            .split_once('.')
-            .map_or(Value::from(()), |(_, a)| Value::from(a)),
+        _ => event.name.split_once('.').map_or(Value::from(()), |(_, a)| Value::from(a)),
     };
+    fields.push((Value::from("name"), Value::from(event.name.as_str())));
+    fields.push((Value::from("delivery"), event.delivery_id.as_deref().map_or(Value::from(()), Value::from)));
+    fields.push((Value::from("action"), action));
     Value::from_object(EventView {
-        name: Value::from(event.name.as_str()),
-        delivery: event
-            .delivery_id
-            .as_deref()
-            .map_or(Value::from(()), Value::from),
-        action,
-        data: JsonNode {
-            root: event.data.clone(),
-            pointer: String::new(),
-        },
+        fields: fields.into_iter().collect(),
+        payload: payload.map(|key| JsonNode { root: event.data.clone(), pointer: format!("/{key}") }),
     })
+}
+
+/// A small JSON value (a source's fields) as a native template value, converted once.
+pub fn small_json(value: &serde_json::Value) -> Value {
+    Value::from_serialize(value)
 }
 
 #[derive(Debug)]
 struct EventView {
-    name: Value,
-    delivery: Value,
-    action: Value,
-    data: JsonNode,
+    fields: std::collections::BTreeMap<Value, Value>,
+    payload: Option<JsonNode>,
 }
 
 impl Object for EventView {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        match key.as_str()? {
-            "name" => Some(self.name.clone()),
-            "delivery" => Some(self.delivery.clone()),
-            "action" => Some(self.action.clone()),
-            other => match self.data.node()? {
-                serde_json::Value::Object(map) => {
-                    map.get(other).map(|child| self.data.child(child, other))
-                }
-                _ => None,
-            },
+        if key.as_str() == Some("payload") {
+            return self.payload.as_ref()?.itself();
         }
+        self.fields.get(key).cloned()
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let mut keys = vec![
-            Value::from("name"),
-            Value::from("delivery"),
-            Value::from("action"),
-        ];
-        if let Some(serde_json::Value::Object(map)) = self.data.node() {
-            keys.extend(
-                map.keys()
-                    .filter(|k| !matches!(k.as_str(), "name" | "delivery" | "action"))
-                    .map(|k| Value::from(k.as_str())),
-            );
+        let mut keys: Vec<Value> = self.fields.keys().cloned().collect();
+        if self.payload.is_some() {
+            keys.push(Value::from("payload"));
         }
         Enumerator::Values(keys)
     }
@@ -574,6 +577,26 @@ mod tests {
             scope().first_unresolved(&paths),
             Some("linter.output".to_owned())
         );
+    }
+
+    #[test]
+    fn event_view_has_name_action_delivery_data_and_a_lazy_payload() {
+        let record = crate::event::EventRecord {
+            name: "issue_comment.created".into(),
+            delivery_id: Some("d-7".into()),
+            source: crate::event::SourceRecord {
+                kind: "issue".into(),
+                repository: crate::event::Repository::new("github.com", "o", "r"),
+                fields: Arc::new(json!({})),
+                checkout: None,
+                deferred: vec![],
+            },
+            data: Arc::new(json!({"sender": "octocat", "comment": {"body": "hi", "user": "u"}, "payload": {"issue": {"labels": [{"name": "bug"}]}}})),
+        };
+        let env = environment();
+        let scope = Scope::new(small_json(&record.source.fields), event_value(&record));
+        let out = render(&env, "t", "{{ event.name }}|{{ event.action }}|{{ event.delivery }}|{{ event.sender }}|{{ event.comment.body }}|{{ event.payload.issue.labels[0].name }}|{{ event | list | sort | join(',') }}", &scope).unwrap();
+        assert_eq!(out, "issue_comment.created|created|d-7|octocat|hi|bug|action,comment,delivery,name,payload,sender");
     }
 
     #[test]

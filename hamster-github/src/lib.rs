@@ -6,6 +6,9 @@ pub mod client;
 pub mod git;
 pub mod webhook;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use client::{
     GitHub, GitHubConfig, GitHubError, OctocrabGitHub, RecordedCall, RecordingGitHub, RepoRef,
 };

@@ -44,7 +44,8 @@ impl HandlerIndex {
         let mut index = Self::default();
         for handler in handlers {
             index.len += 1;
-            for pattern in handler.compiled.patterns() {
+            let mut seen = std::collections::HashSet::new();
+            for pattern in handler.compiled.patterns().iter().filter(|p| seen.insert(*p)) {
                 match pattern {
                     EventPattern::Exact(name) => {
                         index
@@ -79,28 +80,35 @@ impl HandlerIndex {
 
     /// The handlers that react to `event_name`, each once, enabled or not.
     pub fn candidates(&self, event_name: &str) -> Vec<Arc<IndexedHandler>> {
-        let mut found: Vec<Arc<IndexedHandler>> = Vec::new();
-        let mut push = |handler: &Arc<IndexedHandler>| {
-            if !found.iter().any(|h| h.id == handler.id) {
-                found.push(handler.clone());
-            }
-        };
-        if let Some(handlers) = self.exact.get(event_name) {
-            handlers.iter().for_each(&mut push);
-        }
-        let family = event_name.split('.').next().unwrap_or(event_name);
-        if let Some(globs) = self.by_family.get(family) {
-            globs
-                .iter()
-                .filter(|(p, _)| p.matches(event_name))
-                .for_each(|(_, h)| push(h));
-        }
-        self.anywhere
-            .iter()
-            .filter(|(p, _)| p.matches(event_name))
-            .for_each(|(_, h)| push(h));
+        let mut found = Vec::new();
+        self.for_each_candidate(event_name, |handler| found.push(handler.clone()));
         found
     }
+
+    /// Calls `visit` for each handler that reacts to `event_name`, each once, without
+    /// copying the list (intake visits every candidate of every delivery).
+    pub fn for_each_candidate(&self, event_name: &str, mut visit: impl FnMut(&Arc<IndexedHandler>)) {
+        let exact = self.exact.get(event_name).map_or(&[][..], Vec::as_slice);
+        exact.iter().for_each(&mut visit);
+        let family = event_name.split('.').next().unwrap_or(event_name);
+        let mut from_globs: Vec<HandlerId> = Vec::new();
+        let globs = self
+            .by_family
+            .get(family)
+            .into_iter()
+            .flatten()
+            .chain(&self.anywhere)
+            .filter(|(pattern, _)| pattern.matches(event_name));
+        // A handler is in `exact` at most once (patterns are deduplicated when indexing), so
+        // only handlers found through a wildcard can be repeats.
+        for (_, handler) in globs {
+            if !exact.iter().any(|h| h.id == handler.id) && !from_globs.contains(&handler.id) {
+                from_globs.push(handler.id);
+                visit(handler);
+            }
+        }
+    }
+
 }
 
 /// The index of stored handlers, rebuilt when the store's handler revision changes.

@@ -460,43 +460,34 @@ impl Engine {
     }
 }
 
-fn match_into(
-    index: &HandlerIndex,
-    event: &EventRecord,
-    matched: &mut Vec<Arc<IndexedHandler>>,
-    unmatched: &mut Vec<Unmatched>,
-) {
-    let candidates = index.candidates(&event.name);
-    if candidates.is_empty() {
-        return;
-    }
-    let scope = event_scope(event);
-    let context = scope.to_value();
-    let event_name: Arc<str> = Arc::from(event.name.as_str());
-    for handler in candidates {
+fn match_into(index: &HandlerIndex, event: &EventRecord, matched: &mut Vec<Arc<IndexedHandler>>, unmatched: &mut Vec<Unmatched>) {
+    let mut scope: Option<(Scope, minijinja::Value)> = None;
+    let mut event_name: Option<Arc<str>> = None;
+    index.for_each_candidate(&event.name, |handler| {
         let reason = if !handler.enabled {
             UnmatchedReason::Disabled
         } else {
-            match handler.compiled.criteria_match_in(&context, &scope) {
+            // Built once per event, and only when some handler reacts to it.
+            let (scope, context) = scope.get_or_insert_with(|| {
+                let scope = event_scope(event);
+                let context = scope.to_value();
+                (scope, context)
+            });
+            match handler.compiled.criteria_match_in(context, scope) {
                 Ok(true) => {
-                    matched.push(handler);
-                    continue;
+                    matched.push(handler.clone());
+                    return;
                 }
-                Ok(false) => UnmatchedReason::CriteriaFalse(
-                    handler.criteria.clone().unwrap_or_else(|| Arc::from("")),
-                ),
+                Ok(false) => UnmatchedReason::CriteriaFalse(handler.criteria.clone().unwrap_or_else(|| Arc::from(""))),
                 Err(error) => {
                     tracing::warn!(handler = %handler.name, event = %event.name, %error, "criteria could not be evaluated; the handler does not match");
                     UnmatchedReason::CriteriaError(error.to_string())
                 }
             }
         };
-        unmatched.push(Unmatched {
-            handler: handler.name.clone(),
-            event: event_name.clone(),
-            reason,
-        });
-    }
+        let event_name = event_name.get_or_insert_with(|| Arc::from(event.name.as_str())).clone();
+        unmatched.push(Unmatched { handler: handler.name.clone(), event: event_name, reason });
+    });
 }
 
 /// The template scope of an event at intake: `source` and `event`.

@@ -70,7 +70,7 @@ impl Locate for Unlocated<'_> {
 }
 
 /// An event-name pattern: exact, or with `*` wildcards.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EventPattern {
     /// Matches one name.
     Exact(String),

@@ -66,6 +66,7 @@ pub struct TestKitBuilder {
     redactor: Redactor,
     config: Option<EngineConfig>,
     no_linked_actions: bool,
+    base: Option<ActionRegistry>,
 }
 
 impl TestKitBuilder {
@@ -73,6 +74,13 @@ impl TestKitBuilder {
     /// actions that talk to the outside).
     pub fn action(mut self, action: impl Action) -> Self {
         self.actions.push(Arc::new(action));
+        self
+    }
+
+    /// Starts from this registry (e.g. one with the built-in actions) instead of every action
+    /// linked into the test binary; [`action`](Self::action) still adds to it.
+    pub fn registry(mut self, registry: ActionRegistry) -> Self {
+        self.base = Some(registry);
         self
     }
 

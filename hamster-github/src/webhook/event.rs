@@ -3,8 +3,9 @@
 use super::source::{
     Commit, GitHubSource, Issue, PullRequest, RepositoryInfo, RepositorySource, login_of, text,
 };
-use hamster_core::event::{Event, Source};
+use hamster_core::event::{Event, EventRecord, Source, SourceRecord};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// An event GitHub sent, e.g. `pull_request.opened` or `push`.
 ///
@@ -68,6 +69,73 @@ impl GitHubEvent {
     pub fn into_payload(self) -> Value {
         self.payload
     }
+
+    /// The event as a record, like [`Event::to_record`] but moving the payload into it
+    /// instead of copying it: intake uses this, since the payload is tens of kilobytes.
+    pub fn into_record(self) -> EventRecord {
+        let source = SourceRecord {
+            kind: self.source.kind().to_owned(),
+            repository: self.source.repository().clone(),
+            fields: Arc::new(self.source.fields()),
+            checkout: self.source.checkout(),
+            deferred: self.source.deferred_fields(),
+        };
+        let mut data = self.data_without_payload();
+        data.insert("payload".into(), self.payload);
+        EventRecord {
+            name: self.name,
+            delivery_id: Some(self.delivery_id),
+            source,
+            data: Arc::new(Value::Object(data)),
+        }
+    }
+
+    fn data_without_payload(&self) -> Map<String, Value> {
+        let payload = &self.payload;
+        let mut data = Map::with_capacity(8);
+        data.insert(
+            "action".into(),
+            self.action().map_or(Value::Null, Value::from),
+        );
+        data.insert(
+            "sender".into(),
+            login_of(payload.get("sender")).map_or(Value::Null, Value::from),
+        );
+        data.insert(
+            "installation".into(),
+            payload
+                .get("installation")
+                .and_then(|installation| installation.get("id"))
+                .and_then(Value::as_u64)
+                .map_or(Value::Null, Value::from),
+        );
+        if let Some(comment) = payload.get("comment").filter(|comment| comment.is_object()) {
+            data.insert(
+                "comment".into(),
+                summary(comment, &["id", "body", "html_url", "created_at"]),
+            );
+        }
+        if let Some(review) = payload.get("review").filter(|review| review.is_object()) {
+            data.insert(
+                "review".into(),
+                summary(
+                    review,
+                    &[
+                        "id",
+                        "body",
+                        "state",
+                        "html_url",
+                        "commit_id",
+                        "submitted_at",
+                    ],
+                ),
+            );
+        }
+        if let Some(label) = payload.get("label").and_then(|label| text(label, "name")) {
+            data.insert("label".into(), label.into());
+        }
+        data
+    }
 }
 
 fn source_of(event: &str, payload: &Value) -> GitHubSource {
@@ -112,50 +180,8 @@ impl Event for GitHubEvent {
     }
 
     fn data(&self) -> Value {
-        let payload = &self.payload;
-        let mut data = Map::with_capacity(8);
-        data.insert(
-            "action".into(),
-            self.action().map_or(Value::Null, Value::from),
-        );
-        data.insert(
-            "sender".into(),
-            login_of(payload.get("sender")).map_or(Value::Null, Value::from),
-        );
-        data.insert(
-            "installation".into(),
-            payload
-                .get("installation")
-                .and_then(|installation| installation.get("id"))
-                .and_then(Value::as_u64)
-                .map_or(Value::Null, Value::from),
-        );
-        if let Some(comment) = payload.get("comment").filter(|comment| comment.is_object()) {
-            data.insert(
-                "comment".into(),
-                summary(comment, &["id", "body", "html_url", "created_at"]),
-            );
-        }
-        if let Some(review) = payload.get("review").filter(|review| review.is_object()) {
-            data.insert(
-                "review".into(),
-                summary(
-                    review,
-                    &[
-                        "id",
-                        "body",
-                        "state",
-                        "html_url",
-                        "commit_id",
-                        "submitted_at",
-                    ],
-                ),
-            );
-        }
-        if let Some(label) = payload.get("label").and_then(|label| text(label, "name")) {
-            data.insert("label".into(), label.into());
-        }
-        data.insert("payload".into(), payload.clone());
+        let mut data = self.data_without_payload();
+        data.insert("payload".into(), self.payload.clone());
         Value::Object(data)
     }
 }
@@ -180,6 +206,18 @@ fn summary(object: &Value, keys: &[&str]) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn into_record_equals_to_record() {
+        let event = GitHubEvent::from_payload(
+            "issue_comment",
+            "d-1",
+            json!({"action": "created", "comment": {"id": 7, "body": "hi", "user": {"login": "u"}},
+                   "issue": {"number": 3, "pull_request": {}}, "sender": {"login": "u"},
+                   "repository": {"name": "r", "full_name": "o/r", "owner": {"login": "o"}, "html_url": "https://github.com/o/r"}}),
+        );
+        assert_eq!(event.to_record(), event.clone().into_record());
+    }
 
     #[test]
     fn names_join_event_and_action_only_when_action_is_a_string() {
