@@ -53,6 +53,19 @@
 //! `release`, or dead letters, so those would have needed the same hashes and sorted sets on
 //! the side, with two structures to keep consistent instead of one.
 //!
+//! Throughput: concurrent `enqueue`s, and concurrent `ack`s, on one queue object share
+//! script calls ("group commit"). A call joins the pending batch; if no batch of its kind is
+//! on its way to Redis, a small task sends it at once, and calls that arrive during that
+//! round trip go together in the next one (at most 500 per script). A lone call therefore
+//! waits for nothing, and under load one `EVALSHA` carries many jobs. Each call still returns
+//! only once Redis applied its own job, with its own outcome (an ack whose lease was lost
+//! gets its own `LeaseLost`); the acks of one batch are checked and applied one after the
+//! other inside the script, so acking the same lease twice in one batch still succeeds once.
+//! Receives are batched by [`RedisQueueConfig::prefetch`]. Other operations are rare and
+//! stay one script call each. With those, a worker that keeps several jobs in flight (its
+//! `concurrency`) does ack and receive round trips in parallel on one multiplexed
+//! connection instead of one after the other; see `docs/benchmarks/redis-queue.md`.
+//!
 //! Connections: one `ConnectionManager` (multiplexed, reconnects in the background with
 //! exponential backoff) carries all commands; an operation that meets a dropped connection or
 //! an unreachable Redis retries, with backoff, for `unavailable_timeout` (5 s) and then fails
@@ -66,6 +79,7 @@
 //! Requires Redis 6.0 or later (fractional `BLPOP` timeouts).
 
 mod backoff;
+mod coalesce;
 mod config;
 mod error;
 mod queue;

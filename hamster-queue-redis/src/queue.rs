@@ -1,5 +1,6 @@
 //! [`RedisQueue`]: the [`Queue`] implementation.
 
+use crate::coalesce::Coalescer;
 use crate::config::RedisQueueConfig;
 use crate::error::ConnectError;
 use crate::scripts::{PROMOTE_LIMIT, SCRIPTS};
@@ -12,11 +13,13 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, ScriptInvocation};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Jobs per `EVALSHA` in [`RedisQueue::enqueue_many`]: bounds how long one script holds Redis.
-const ENQUEUE_CHUNK: usize = 500;
+/// Jobs per `EVALSHA` when enqueueing or acking several: bounds how long one script holds
+/// Redis (about a millisecond).
+const MAX_BATCH: usize = 500;
 /// Idle blocking connections kept for waiting consumers.
 const MAX_IDLE_WAITER_CONNECTIONS: usize = 8;
 /// A prefetched lease is handed out only while this share of the requested lease remains.
@@ -74,6 +77,121 @@ enum Received {
     },
 }
 
+/// What every operation needs, shared with the tasks that send coalesced batches.
+struct Backend {
+    connection: ConnectionManager,
+    address: String,
+    unavailable_timeout: Duration,
+    keys: Keys,
+}
+
+impl Backend {
+    fn error(&self, error: RedisError, retried_for: Option<Duration>) -> QueueError {
+        match (is_unavailable(&error), retried_for) {
+            (true, Some(elapsed)) => QueueError::Backend(format!(
+                "redis at {} is unreachable: {error} (gave up after {} ms; check that Redis is running and reachable)",
+                self.address,
+                elapsed.as_millis()
+            )),
+            (true, None) => {
+                QueueError::Backend(format!("redis at {} is unreachable: {error}", self.address))
+            }
+            (false, _) => QueueError::Backend(format!("redis at {} failed: {error}", self.address)),
+        }
+    }
+
+    /// Runs a script, retrying with backoff while Redis is unreachable, for up to
+    /// [`RedisQueueConfig::unavailable_timeout`].
+    ///
+    /// Retrying is safe because every script is idempotent or checks a lease token: a
+    /// repeated enqueue finds its id present; a repeated ack/retry/release whose first run
+    /// succeeded reports [`QueueError::LeaseLost`], the worst case; a receive whose reply was
+    /// lost leaves a lease that expires and is redelivered.
+    pub(crate) async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        const FIRST_PAUSE: Duration = Duration::from_millis(20);
+        let started = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let mut connection = self.connection.clone();
+            let error = match invocation.invoke_async(&mut connection).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let elapsed = started.elapsed();
+            if !is_unavailable(&error) || elapsed + pause > self.unavailable_timeout {
+                return Err(self.error(error, Some(elapsed)));
+            }
+            if pause == FIRST_PAUSE {
+                tracing::warn!(address = %self.address, %error, "redis is unreachable; reconnecting");
+            }
+            tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Acks a batch of `(id, token)` leases in one script call; `true` per lease that was
+    /// still held.
+    async fn ack_batch(&self, leases: &[(String, String)]) -> Result<Vec<bool>, QueueError> {
+        let mut invocation = SCRIPTS.ack.prepare_invoke();
+        invocation.key(&self.keys.leased).arg(&self.keys.job_prefix);
+        for (id, token) in leases {
+            invocation.arg(id).arg(token);
+        }
+        let acked: Vec<i64> = self.run(&invocation).await?;
+        Ok(acked.into_iter().map(|acked| acked == 1).collect())
+    }
+
+    /// Enqueues a batch of encoded jobs in one script call (atomically).
+    async fn enqueue_batch(&self, jobs: &[EncodedJob]) -> Result<(), QueueError> {
+        let mut invocation = SCRIPTS.enqueue.prepare_invoke();
+        invocation
+            .key(&self.keys.ready)
+            .key(&self.keys.delayed)
+            .key(&self.keys.wake)
+            .arg(&self.keys.job_prefix);
+        for job in jobs {
+            invocation
+                .arg(&job.id)
+                .arg(&job.payload)
+                .arg(job.max_attempts)
+                .arg(&job.not_before);
+        }
+        let _enqueued_at: String = self.run(&invocation).await?;
+        Ok(())
+    }
+}
+
+/// A job as the enqueue script takes it.
+#[derive(Debug)]
+struct EncodedJob {
+    id: String,
+    payload: String,
+    max_attempts: u32,
+    /// Milliseconds since the epoch, or empty for "deliverable now".
+    not_before: String,
+}
+
+impl EncodedJob {
+    /// Gives the job its id (UUIDv7: time-ordered, and generated here so that a retried
+    /// script call cannot create a second job) and serializes it.
+    fn new(job: &NewJob) -> Result<Self, QueueError> {
+        Ok(Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            payload: serde_json::to_string(&job.payload).map_err(|error| {
+                QueueError::Corrupt(format!("the job payload cannot be serialized: {error}"))
+            })?,
+            max_attempts: job.max_attempts.max(1),
+            not_before: job
+                .not_before
+                .map(|at| at.timestamp_millis().to_string())
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// A durable [`Queue`] on Redis: leases, retries, dead letters and delayed jobs, every state
 /// change one atomic Lua script. See the crate documentation for the design.
 ///
@@ -81,11 +199,11 @@ enum Received {
 /// [`receive`](Queue::receive) block on dedicated connections, so waiting never delays other
 /// commands.
 pub struct RedisQueue {
-    connection: ConnectionManager,
+    backend: Arc<Backend>,
     client: redis::Client,
-    address: String,
     config: RedisQueueConfig,
-    keys: Keys,
+    acks: Arc<Coalescer<(String, String), bool>>,
+    enqueues: Arc<Coalescer<EncodedJob, ()>>,
     idle_waiter_connections: Mutex<Vec<MultiplexedConnection>>,
     prefetched: Mutex<VecDeque<Prefetched>>,
     closed: CancellationToken,
@@ -94,7 +212,7 @@ pub struct RedisQueue {
 impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisQueue")
-            .field("address", &self.address)
+            .field("address", &self.backend.address)
             .field("prefix", &self.config.prefix)
             .field("closed", &self.closed.is_cancelled())
             .finish_non_exhaustive()
@@ -192,11 +310,16 @@ impl RedisQueue {
         }
         tracing::debug!(%address, prefix = %config.prefix, "connected to the redis queue");
         Ok(Self {
-            connection,
+            backend: Arc::new(Backend {
+                connection,
+                address,
+                unavailable_timeout: config.unavailable_timeout,
+                keys: Keys::new(&config.prefix),
+            }),
             client,
-            keys: Keys::new(&config.prefix),
-            address,
             config,
+            acks: Coalescer::new("ack", MAX_BATCH),
+            enqueues: Coalescer::new("enqueue", MAX_BATCH),
             idle_waiter_connections: Mutex::new(Vec::new()),
             prefetched: Mutex::new(VecDeque::new()),
             closed: CancellationToken::new(),
@@ -205,7 +328,7 @@ impl RedisQueue {
 
     /// The `host:port` this queue talks to.
     pub fn address(&self) -> &str {
-        &self.address
+        &self.backend.address
     }
 
     /// The settings this queue was created with.
@@ -221,34 +344,14 @@ impl RedisQueue {
         &self,
         jobs: impl IntoIterator<Item = NewJob>,
     ) -> Result<Vec<JobId>, QueueError> {
-        let jobs: Vec<NewJob> = jobs.into_iter().collect();
-        let mut ids = Vec::with_capacity(jobs.len());
-        for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-            let mut invocation = SCRIPTS.enqueue.prepare_invoke();
-            invocation
-                .key(&self.keys.ready)
-                .key(&self.keys.delayed)
-                .key(&self.keys.wake)
-                .arg(&self.keys.job_prefix);
-            for job in chunk {
-                let id = JobId(uuid::Uuid::now_v7().to_string());
-                let payload = serde_json::to_string(&job.payload).map_err(|error| {
-                    QueueError::Corrupt(format!("the job payload cannot be serialized: {error}"))
-                })?;
-                let not_before = job
-                    .not_before
-                    .map(|at| at.timestamp_millis().to_string())
-                    .unwrap_or_default();
-                invocation
-                    .arg(&id.0)
-                    .arg(payload)
-                    .arg(job.max_attempts.max(1))
-                    .arg(not_before);
-                ids.push(id);
-            }
-            let _enqueued_at: String = self.run(&invocation).await?;
+        let jobs = jobs
+            .into_iter()
+            .map(|job| EncodedJob::new(&job))
+            .collect::<Result<Vec<_>, _>>()?;
+        for chunk in jobs.chunks(MAX_BATCH) {
+            self.backend.enqueue_batch(chunk).await?;
         }
-        Ok(ids)
+        Ok(jobs.into_iter().map(|job| JobId(job.id)).collect())
     }
 
     /// Stops this queue object from handing out jobs: waiting and future
@@ -271,7 +374,7 @@ impl RedisQueue {
     /// decommissioning a queue; returns how many keys were deleted.
     pub async fn purge(&self) -> Result<u64, QueueError> {
         let pattern = format!("{{{}}}:*", self.config.prefix);
-        let mut connection = self.connection.clone();
+        let mut connection = self.backend.connection.clone();
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
@@ -283,65 +386,19 @@ impl RedisQueue {
                 .arg(1000)
                 .query_async(&mut connection)
                 .await
-                .map_err(|error| self.backend_error(error, None))?;
+                .map_err(|error| self.backend.error(error, None))?;
             if !keys.is_empty() {
                 let removed: u64 = redis::cmd("UNLINK")
                     .arg(&keys)
                     .query_async(&mut connection)
                     .await
-                    .map_err(|error| self.backend_error(error, None))?;
+                    .map_err(|error| self.backend.error(error, None))?;
                 deleted += removed;
             }
             if next == 0 {
                 return Ok(deleted);
             }
             cursor = next;
-        }
-    }
-
-    fn backend_error(&self, error: RedisError, retried_for: Option<Duration>) -> QueueError {
-        match (is_unavailable(&error), retried_for) {
-            (true, Some(elapsed)) => QueueError::Backend(format!(
-                "redis at {} is unreachable: {error} (gave up after {} ms; check that Redis is running and reachable)",
-                self.address,
-                elapsed.as_millis()
-            )),
-            (true, None) => {
-                QueueError::Backend(format!("redis at {} is unreachable: {error}", self.address))
-            }
-            (false, _) => QueueError::Backend(format!("redis at {} failed: {error}", self.address)),
-        }
-    }
-
-    /// Runs a script, retrying with backoff while Redis is unreachable, for up to
-    /// [`RedisQueueConfig::unavailable_timeout`].
-    ///
-    /// Retrying is safe because every script is idempotent or checks a lease token: a
-    /// repeated enqueue finds its id present; a repeated ack/retry/release whose first run
-    /// succeeded reports [`QueueError::LeaseLost`], the worst case; a receive whose reply was
-    /// lost leaves a lease that expires and is redelivered.
-    async fn run<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, QueueError> {
-        const FIRST_PAUSE: Duration = Duration::from_millis(20);
-        let started = Instant::now();
-        let mut pause = FIRST_PAUSE;
-        loop {
-            let mut connection = self.connection.clone();
-            let error = match invocation.invoke_async(&mut connection).await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            let elapsed = started.elapsed();
-            if !is_unavailable(&error) || elapsed + pause > self.config.unavailable_timeout {
-                return Err(self.backend_error(error, Some(elapsed)));
-            }
-            if pause == FIRST_PAUSE {
-                tracing::warn!(address = %self.address, %error, "redis is unreachable; reconnecting");
-            }
-            tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -363,18 +420,18 @@ impl RedisQueue {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut invocation = SCRIPTS.receive.prepare_invoke();
         invocation
-            .key(&self.keys.ready)
-            .key(&self.keys.delayed)
-            .key(&self.keys.leased)
-            .key(&self.keys.dead)
-            .key(&self.keys.wake)
-            .arg(&self.keys.job_prefix)
+            .key(&self.backend.keys.ready)
+            .key(&self.backend.keys.delayed)
+            .key(&self.backend.keys.leased)
+            .key(&self.backend.keys.dead)
+            .key(&self.backend.keys.wake)
+            .arg(&self.backend.keys.job_prefix)
             .arg(millis(lease_for))
             .arg(token)
             .arg(self.config.prefetch.max(1))
             .arg(PROMOTE_LIMIT);
         let sent = Instant::now();
-        let reply: Vec<String> = self.run(&invocation).await?;
+        let reply: Vec<String> = self.backend.run(&invocation).await?;
         let [now, expires, next_due_in, jobs @ ..] = reply.as_slice() else {
             return Err(QueueError::Corrupt(format!(
                 "unexpected receive reply of {} items",
@@ -445,7 +502,7 @@ impl RedisQueue {
         let mut connection = match self.waiter_connection().await {
             Ok(connection) => connection,
             Err(error) => {
-                tracing::debug!(address = %self.address, %error, "no connection to wait on");
+                tracing::debug!(address = %self.backend.address, %error, "no connection to wait on");
                 tokio::select! {
                     () = self.closed.cancelled() => {}
                     () = tokio::time::sleep(block.min(Duration::from_millis(100))) => {}
@@ -455,7 +512,7 @@ impl RedisQueue {
         };
         let mut blpop = redis::cmd("BLPOP");
         blpop
-            .arg(&self.keys.wake)
+            .arg(&self.backend.keys.wake)
             .arg(format!("{:.3}", block.as_secs_f64().max(0.001)));
         let guard = block + self.config.response_timeout;
         tokio::select! {
@@ -470,10 +527,10 @@ impl RedisQueue {
                         }
                     }
                     Ok(Err(error)) => {
-                        tracing::debug!(address = %self.address, %error, "waiting connection failed");
+                        tracing::debug!(address = %self.backend.address, %error, "waiting connection failed");
                     }
                     Err(_) => {
-                        tracing::debug!(address = %self.address, "waiting connection timed out");
+                        tracing::debug!(address = %self.backend.address, "waiting connection timed out");
                     }
                 }
             }
@@ -515,10 +572,22 @@ fn decode_job(
 
 #[async_trait]
 impl Queue for RedisQueue {
+    /// Concurrent calls on one queue object share script calls (see the crate's `## Design`);
+    /// each returns once its own job is in Redis.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
-        let mut ids = self.enqueue_many([job]).await?;
-        ids.pop()
-            .ok_or_else(|| QueueError::Corrupt("enqueue returned no id".to_owned()))
+        let job = EncodedJob::new(&job)?;
+        let id = JobId(job.id.clone());
+        let backend = Arc::clone(&self.backend);
+        self.enqueues
+            .submit(job, move |batch| {
+                let backend = Arc::clone(&backend);
+                async move {
+                    backend.enqueue_batch(&batch).await?;
+                    Ok(vec![(); batch.len()])
+                }
+            })
+            .await?;
+        Ok(id)
     }
 
     /// Waits by blocking (`BLPOP`) on the queue's wake list, never longer than until the next
@@ -580,28 +649,35 @@ impl Queue for RedisQueue {
     ) -> Result<DateTime<Utc>, QueueError> {
         let mut invocation = SCRIPTS.extend.prepare_invoke();
         invocation
-            .key(&self.keys.leased)
-            .key(self.keys.job(&lease.job.id))
+            .key(&self.backend.keys.leased)
+            .key(self.backend.keys.job(&lease.job.id))
             .arg(&lease.job.id.0)
             .arg(&lease.token)
             .arg(millis(lease_for));
-        let expires: Option<String> = self.run(&invocation).await?;
+        let expires: Option<String> = self.backend.run(&invocation).await?;
         match expires {
             Some(expires) => parse_time("lease expiry", &expires),
             None => Err(QueueError::LeaseLost(lease.job.id.clone())),
         }
     }
 
+    /// Concurrent calls on one queue object share script calls (see the crate's `## Design`);
+    /// each returns once its own job is acked in Redis, or with its own `LeaseLost`.
     async fn ack(&self, lease: &Lease) -> Result<(), QueueError> {
-        let mut invocation = SCRIPTS.ack.prepare_invoke();
-        invocation
-            .key(&self.keys.leased)
-            .key(self.keys.job(&lease.job.id))
-            .arg(&lease.job.id.0)
-            .arg(&lease.token);
-        match self.run::<i64>(&invocation).await? {
-            1 => Ok(()),
-            _ => Err(QueueError::LeaseLost(lease.job.id.clone())),
+        let backend = Arc::clone(&self.backend);
+        let acked = self
+            .acks
+            .submit(
+                (lease.job.id.0.clone(), lease.token.clone()),
+                move |batch| {
+                    let backend = Arc::clone(&backend);
+                    async move { backend.ack_batch(&batch).await }
+                },
+            )
+            .await?;
+        match acked {
+            true => Ok(()),
+            false => Err(QueueError::LeaseLost(lease.job.id.clone())),
         }
     }
 
@@ -613,17 +689,17 @@ impl Queue for RedisQueue {
     ) -> Result<RetryOutcome, QueueError> {
         let mut invocation = SCRIPTS.retry.prepare_invoke();
         invocation
-            .key(&self.keys.ready)
-            .key(&self.keys.delayed)
-            .key(&self.keys.leased)
-            .key(&self.keys.dead)
-            .key(&self.keys.wake)
-            .key(self.keys.job(&lease.job.id))
+            .key(&self.backend.keys.ready)
+            .key(&self.backend.keys.delayed)
+            .key(&self.backend.keys.leased)
+            .key(&self.backend.keys.dead)
+            .key(&self.backend.keys.wake)
+            .key(self.backend.keys.job(&lease.job.id))
             .arg(&lease.job.id.0)
             .arg(&lease.token)
             .arg(millis(delay))
             .arg(reason);
-        let outcome: Option<(String, String)> = self.run(&invocation).await?;
+        let outcome: Option<(String, String)> = self.backend.run(&invocation).await?;
         match outcome {
             None => Err(QueueError::LeaseLost(lease.job.id.clone())),
             Some((state, _)) if state == "dead" => Ok(RetryOutcome::DeadLettered),
@@ -636,13 +712,13 @@ impl Queue for RedisQueue {
     async fn release(&self, lease: &Lease) -> Result<(), QueueError> {
         let mut invocation = SCRIPTS.release.prepare_invoke();
         invocation
-            .key(&self.keys.ready)
-            .key(&self.keys.leased)
-            .key(&self.keys.wake)
-            .key(self.keys.job(&lease.job.id))
+            .key(&self.backend.keys.ready)
+            .key(&self.backend.keys.leased)
+            .key(&self.backend.keys.wake)
+            .key(self.backend.keys.job(&lease.job.id))
             .arg(&lease.job.id.0)
             .arg(&lease.token);
-        match self.run::<i64>(&invocation).await? {
+        match self.backend.run::<i64>(&invocation).await? {
             1 => Ok(()),
             _ => Err(QueueError::LeaseLost(lease.job.id.clone())),
         }
@@ -654,10 +730,10 @@ impl Queue for RedisQueue {
         }
         let mut invocation = SCRIPTS.dead_letters.prepare_invoke();
         invocation
-            .key(&self.keys.dead)
-            .arg(&self.keys.job_prefix)
+            .key(&self.backend.keys.dead)
+            .arg(&self.backend.keys.job_prefix)
             .arg(limit);
-        let reply: Vec<String> = self.run(&invocation).await?;
+        let reply: Vec<String> = self.backend.run(&invocation).await?;
         reply
             .chunks(7)
             .map(|fields| {
@@ -688,25 +764,26 @@ impl Queue for RedisQueue {
     async fn requeue_dead_letter(&self, id: &JobId) -> Result<bool, QueueError> {
         let mut invocation = SCRIPTS.requeue_dead_letter.prepare_invoke();
         invocation
-            .key(&self.keys.ready)
-            .key(&self.keys.dead)
-            .key(&self.keys.wake)
-            .key(self.keys.job(id))
+            .key(&self.backend.keys.ready)
+            .key(&self.backend.keys.dead)
+            .key(&self.backend.keys.wake)
+            .key(self.backend.keys.job(id))
             .arg(&id.0);
-        Ok(self.run::<i64>(&invocation).await? == 1)
+        Ok(self.backend.run::<i64>(&invocation).await? == 1)
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut invocation = SCRIPTS.stats.prepare_invoke();
         invocation
-            .key(&self.keys.ready)
-            .key(&self.keys.delayed)
-            .key(&self.keys.leased)
-            .key(&self.keys.dead)
-            .key(&self.keys.wake)
-            .arg(&self.keys.job_prefix)
+            .key(&self.backend.keys.ready)
+            .key(&self.backend.keys.delayed)
+            .key(&self.backend.keys.leased)
+            .key(&self.backend.keys.dead)
+            .key(&self.backend.keys.wake)
+            .arg(&self.backend.keys.job_prefix)
             .arg(PROMOTE_LIMIT);
-        let (ready, delayed, leased, dead): (u64, u64, u64, u64) = self.run(&invocation).await?;
+        let (ready, delayed, leased, dead): (u64, u64, u64, u64) =
+            self.backend.run(&invocation).await?;
         Ok(QueueStats {
             ready,
             delayed,
@@ -754,7 +831,7 @@ mod tests {
         let mut ids: Vec<i64> = Vec::new();
         let manager_id: i64 = redis::cmd("CLIENT")
             .arg("ID")
-            .query_async(&mut queue.connection.clone())
+            .query_async(&mut queue.backend.connection.clone())
             .await
             .unwrap();
         ids.push(manager_id);

@@ -149,12 +149,23 @@ redis.call('ZADD', KEYS[1], int(expires), ARGV[1])
 return int(expires)
 "#;
 
-/// KEYS: leased, job. ARGV: id, token. Returns 1, or 0 when the lease is lost.
+/// KEYS: leased. ARGV: job key prefix, then per lease: id, token. Returns per lease 1, or 0
+/// when the lease is lost. Each lease is settled before the next is checked, so the same
+/// lease twice in one batch is acked once.
 const ACK: &str = r#"
-if redis.call('HGET', KEYS[2], 'tok') ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-return 1
+local out = {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local key = ARGV[1] .. id
+  if redis.call('HGET', key, 'tok') == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('DEL', key)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
 "#;
 
 /// KEYS: ready, delayed, leased, dead, wake, job. ARGV: id, token, delay ms, reason.

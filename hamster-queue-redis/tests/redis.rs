@@ -784,3 +784,52 @@ async fn producers_get_a_clear_error_while_redis_is_down_and_recover_after() {
         owner.ack(&lease).await.unwrap();
     }
 }
+
+/// Concurrent enqueues and acks on one queue object share script calls; each caller must
+/// still get its own outcome: its own id, and `LeaseLost` only for its own lost lease, even
+/// when the same lease is acked twice within one batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_enqueues_and_acks_each_get_their_own_outcome() {
+    require_redis!("coalesced_enqueues_and_acks_each_get_their_own_outcome");
+    const JOBS: usize = 300;
+    let queue = TestQueue::new(|config| config.prefetch = 50).await;
+
+    let enqueues = (0..JOBS).map(|n| queue.enqueue(NewJob::new(json!({ "n": n }))));
+    let ids: Vec<_> = futures::future::join_all(enqueues)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), JOBS);
+    assert_eq!(queue.stats().await.unwrap(), stats(JOBS as u64, 0, 0, 0));
+
+    let mut leases = Vec::new();
+    while let Some(lease) = queue.receive(LEASE, NO_WAIT).await.unwrap() {
+        // The id each enqueue returned is the id of the job it enqueued.
+        let n = lease.job.payload["n"].as_u64().unwrap() as usize;
+        assert_eq!(lease.job.id, ids[n], "job {n}");
+        leases.push(lease);
+    }
+    assert_eq!(leases.len(), JOBS);
+
+    // Already acked: its second ack must be refused inside the batch.
+    queue.ack(&leases[0]).await.unwrap();
+    let mut acks: Vec<_> = leases.iter().map(|lease| queue.ack(lease)).collect();
+    acks.push(queue.ack(&leases[7]));
+    let outcomes = futures::future::join_all(acks).await;
+    let lost: Vec<_> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, outcome)| match outcome {
+            Ok(()) => None,
+            Err(QueueError::LeaseLost(id)) => Some((index, id.clone())),
+            Err(error) => panic!("ack {index} failed: {error}"),
+        })
+        .collect();
+    // Lease 0 (acked before), and exactly one of the two acks of lease 7.
+    assert_eq!(lost.len(), 2, "{lost:?}");
+    assert_eq!(lost[0], (0, leases[0].job.id.clone()));
+    assert_eq!(lost[1].1, leases[7].job.id);
+    assert!(lost[1].0 == 7 || lost[1].0 == JOBS, "{lost:?}");
+    assert_eq!(queue.stats().await.unwrap(), QueueStats::default());
+}
