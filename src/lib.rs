@@ -24,3 +24,38 @@ pub use hamster_store_postgres as store_postgres;
 pub use hamster_store_sqlite as store_sqlite;
 
 pub use hamster_core::register_action;
+
+use hamster_core::action::{ActionRegistry, DuplicateAction};
+
+/// Every action handlers may use: the built-ins plus every action registered with
+/// [`register_action!`] in the crates linked into this binary.
+///
+/// The built-ins are added explicitly: a linker may drop a library that nothing references,
+/// and with it its link-time registrations.
+pub fn action_registry() -> Result<ActionRegistry, DuplicateAction> {
+    let mut registry = ActionRegistry::with_linked()?;
+    let mut builtins = ActionRegistry::new();
+    hamster_actions::register_builtins(&mut builtins)?;
+    for name in builtins.names() {
+        if registry.get(name).is_none()
+            && let Some(action) = builtins.get(name)
+        {
+            registry.register_arc(action.clone())?;
+        }
+    }
+    Ok(registry)
+}
+
+/// Testing handlers in-process (feature `testing`): the test kit, recorded deliveries,
+/// recording fakes, and the conformance suites for custom `Store`/`Queue` backends.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use hamster_core::testing::*;
+    pub use hamster_github::testing::*;
+    pub use hamster_github::{RecordedCall, RecordingGitHub};
+
+    /// A test kit builder whose registry has the built-in actions and every linked one.
+    pub fn kit() -> Result<TestKitBuilder, hamster_core::action::DuplicateAction> {
+        Ok(TestKit::builder().registry(crate::action_registry()?))
+    }
+}

@@ -112,7 +112,7 @@ fn apply(value: &mut Value, mutation: &Mutation) {
                             map.insert(key, new.clone());
                         }
                         None => {
-                            map.shift_remove(&key);
+                            map.remove(&key);
                         }
                     }
                     return;
