@@ -430,8 +430,9 @@ async fn continue_on_failure_and_timeouts() {
         async fn run(
             &self,
             args: (u64,),
-            _ctx: &ActionContext<'_>,
+            ctx: &ActionContext<'_>,
         ) -> Result<ActionOutput, ActionError> {
+            ctx.log("started sleeping\n").await;
             tokio::time::sleep(Duration::from_millis(args.0)).await;
             Ok(ActionOutput::success())
         }
@@ -452,6 +453,8 @@ async fn continue_on_failure_and_timeouts() {
         .unwrap();
     assert_eq!(runs[0].status(), RunStatus::Succeeded);
     assert_eq!(runs[0].step("sleep").unwrap().status, StepStatus::TimedOut);
+    // What the action logged before it was stopped becomes its output.
+    assert_eq!(runs[0].output("sleep"), Some("started sleeping\n"));
     assert_eq!(
         shell.calls(),
         vec![json!(["timed_out: timed out after 100ms"])]

@@ -349,6 +349,13 @@ impl RunState<'_> {
                 }
             }
         };
+        if matches!(status, StepStatus::TimedOut | StepStatus::Cancelled) && !data.contains_key("output") {
+            // The action's own result was dropped with it; what it logged so far is the
+            // best account of what happened (a linter's output up to the timeout).
+            if let Some(logged) = self.log_tail(&step.key).await {
+                data.insert("output".to_owned(), Value::String(logged));
+            }
+        }
         if let Some(message) = &error {
             data.entry("error")
                 .or_insert_with(|| Value::String(message.clone()));
@@ -382,6 +389,21 @@ impl RunState<'_> {
         Ok(Ok(record))
     }
 }
+
+impl RunState<'_> {
+    /// The last [`LOG_TAIL`] bytes of a step's log, if it logged anything.
+    async fn log_tail(&self, key: &str) -> Option<String> {
+        let text = self.engine.inner.store.read_log(self.run.id, key, 0).await.ok()?.text;
+        let mut start = text.len().saturating_sub(LOG_TAIL);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        (!text.is_empty()).then(|| text[start..].to_owned())
+    }
+}
+
+/// How much of a step's log becomes its `output` when the step is stopped.
+const LOG_TAIL: usize = 64 * 1024;
 
 /// What templates see for a finished step.
 fn step_value(record: &StepRecord) -> minijinja::Value {
