@@ -509,8 +509,11 @@ async fn interrupted_run_resumes_at_the_step_that_was_running() {
     let mut registry = ActionRegistry::new();
     registry.register(lint.clone()).unwrap();
     registry.register(comments.clone()).unwrap();
+    let finished = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let seen = finished.clone();
     let engine = Engine::builder(store.clone(), queue)
         .registry(registry)
+        .on_step_finished(Arc::new(move |_run, step| seen.lock().push(step.key.clone())))
         .build();
     engine.put_handlers(SEED, "seed.yaml").await.unwrap();
     let dispatch = engine
@@ -565,6 +568,11 @@ async fn interrupted_run_resumes_at_the_step_that_was_running() {
     assert!(
         lint.calls().is_empty(),
         "the finished step must not run again"
+    );
+    assert_eq!(
+        finished.lock().as_slice(),
+        ["1"],
+        "hooks see each executed step once"
     );
     assert_eq!(
         comments.calls(),

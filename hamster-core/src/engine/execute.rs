@@ -385,6 +385,9 @@ impl RunState<'_> {
             .store
             .record_step(self.run.id, record.clone())
             .await?;
+        for hook in &engine.step_hooks.0 {
+            hook(self.run, &record);
+        }
         tracing::debug!(run = %self.run.id, step = %step.name, status = status.as_str(), "step finished");
         Ok(Ok(record))
     }

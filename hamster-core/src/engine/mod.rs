@@ -123,9 +123,22 @@ pub struct Dispatch {
     pub unmatched: Vec<Unmatched>,
 }
 
+/// Called with every step result once it is recorded (for metrics and notifications).
+pub type StepHook = Arc<dyn Fn(&RunRecord, &crate::store::StepRecord) + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct StepHooks(Vec<StepHook>);
+
+impl std::fmt::Debug for StepHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} step hooks", self.0.len())
+    }
+}
+
 /// Builds an [`Engine`].
 #[derive(Debug)]
 pub struct EngineBuilder {
+    step_hooks: StepHooks,
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     registry: ActionRegistry,
@@ -162,6 +175,12 @@ impl EngineBuilder {
         self.redactor = redactor;
         self
     }
+    /// Calls `hook` with every finished step, after its result is recorded.
+    pub fn on_step_finished(mut self, hook: StepHook) -> Self {
+        self.step_hooks.0.push(hook);
+        self
+    }
+
     /// Behaviour settings.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
@@ -180,6 +199,7 @@ impl EngineBuilder {
                 enricher: self.enricher,
                 redactor: self.redactor,
                 config: self.config,
+                step_hooks: self.step_hooks,
             }),
         }
     }
@@ -202,6 +222,7 @@ struct Inner {
     redactor: Redactor,
     config: EngineConfig,
     handlers: HandlerCache,
+    step_hooks: StepHooks,
 }
 
 impl Engine {
@@ -216,6 +237,7 @@ impl Engine {
             enricher: None,
             redactor: Redactor::default(),
             config: EngineConfig::default(),
+            step_hooks: StepHooks::default(),
         }
     }
 
