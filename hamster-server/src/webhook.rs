@@ -14,8 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use hamster_core::engine::{Dispatch, EngineError, Unmatched};
-use hamster_core::event::{Event, EventRecord};
+use hamster_core::event::EventRecord;
 use hamster_core::store::{DeliveryRecord, RunId};
+use hamster_github::GitHubEvent;
 use hamster_github::webhook::{DELIVERY_HEADER, EVENT_HEADER, HOOK_ID_HEADER, SIGNATURE_HEADER};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -140,10 +141,13 @@ async fn github_webhook(State(state): State<AppState>, request: Request) -> Resp
         return (StatusCode::OK, Json(answer)).into_response();
     }
 
-    let events: Vec<EventRecord> = delivery.events.iter().map(Event::to_record).collect();
-    // The parsed events hold their own copy of the payload; the raw body moves into the
+    // The payload moves into the records (no copy); the raw body moves into the delivery
     // record (without a copy when nothing else shares its buffer).
-    drop(delivery.events);
+    let events: Vec<EventRecord> = delivery
+        .events
+        .into_iter()
+        .map(GitHubEvent::into_record)
+        .collect();
     let record = DeliveryRecord {
         id: delivery.id.clone(),
         event: delivery.event.clone(),
