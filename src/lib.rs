@@ -25,6 +25,10 @@ pub use hamster_store_sqlite as store_sqlite;
 
 pub use hamster_core::register_action;
 
+/// How the `hamster` binary and the example appserver and worker wire Hamster together:
+/// configuration, engines on the embedded or distributed backends, and the run modes.
+pub mod app;
+
 use hamster_core::action::{ActionRegistry, DuplicateAction};
 
 /// Every action handlers may use: the built-ins plus every action registered with
