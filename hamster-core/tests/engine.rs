@@ -145,6 +145,10 @@ async fn seed_handler_failure_runs_the_callback_and_stops() {
     );
     let keys: Vec<&str> = runs[0].steps.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(keys, ["0", "0.on_failure.0"]);
+    assert_eq!(
+        runs[0].run.error.as_deref(),
+        Some("step `linter` failed: exit code 1")
+    );
 }
 
 #[tokio::test]

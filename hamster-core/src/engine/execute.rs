@@ -58,6 +58,8 @@ struct RunState<'a> {
     env: BTreeMap<String, String>,
     done: HashMap<String, StepRecord>,
     stops: &'a Stops,
+    /// Why the last failed step failed, for the run's error.
+    last_failure: Option<String>,
 }
 
 impl Engine {
@@ -155,9 +157,11 @@ impl Engine {
             env,
             done,
             stops,
+            last_failure: None,
         };
         let mut failed: Option<String> = None;
         for step in &handler.steps {
+            state.last_failure = None;
             match state.step(step, &mut scope).await? {
                 StepEnd::Interrupted(why) => return Ok((RunStatus::Running, Some(why))),
                 StepEnd::Cancelled => {
@@ -172,7 +176,10 @@ impl Engine {
                 StepEnd::Done { success: true } => {}
                 StepEnd::Done { success: false } if step.continue_on_failure => {}
                 StepEnd::Done { success: false } => {
-                    failed = Some(format!("step `{}` failed", step.name));
+                    failed = Some(match &state.last_failure {
+                        Some(why) => format!("step `{}` failed: {why}", step.name),
+                        None => format!("step `{}` failed", step.name),
+                    });
                     break;
                 }
             }
@@ -193,6 +200,10 @@ impl Engine {
         error: Option<String>,
     ) -> Result<(RunStatus, Option<Interruption>), EngineError> {
         let error = error.map(|e| self.inner.redactor.redact(&e));
+        match &error {
+            Some(error) => tracing::info!(run = %run.id, handler = %run.handler_name, status = status.as_str(), %error, "run finished"),
+            None => tracing::info!(run = %run.id, handler = %run.handler_name, status = status.as_str(), "run finished"),
+        }
         match self
             .inner
             .store
@@ -239,6 +250,12 @@ impl RunState<'_> {
                 }
             };
             scope.set(&step.name, step_value(&record));
+            // The first failure under a main step is its own (callbacks run after it).
+            if !record.status.is_success() && self.last_failure.is_none() {
+                self.last_failure = record.error.clone().or_else(|| {
+                    record.data.get("exit_code").map(|code| format!("exit code {code}"))
+                });
+            }
             if record.status == StepStatus::Cancelled {
                 return Ok(StepEnd::Cancelled);
             }

@@ -177,7 +177,7 @@ impl Worker {
         let acked = match outcome {
             Ok((_, Some(Interruption::Released))) => queue.release(&lease).await,
             Ok((status, None)) => {
-                tracing::info!(%run, status = status.as_str(), "run finished");
+                tracing::debug!(%run, status = status.as_str(), "job settled");
                 queue.ack(&lease).await
             }
             Err(EngineError::RunNotFound(_)) => {
