@@ -76,9 +76,11 @@ async fn serve_runs_the_seed_handler_against_a_fake_github() {
     assert!(succeeded_calls.ends_with(" 3"), "{succeeded_calls}");
     // Step durations too, through the engine's step hook.
     assert!(
-        metrics.lines().any(|l| l.starts_with("hamster_step_duration_seconds_count")
-            && l.contains("action=\"shell_command\"")
-            && l.contains("status=\"success\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hamster_step_duration_seconds_count")
+                && l.contains("action=\"shell_command\"")
+                && l.contains("status=\"success\"")),
         "no shell_command step duration in:\n{metrics}"
     );
 

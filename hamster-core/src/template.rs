@@ -195,10 +195,12 @@ impl JsonNode {
     /// This node itself as a template value.
     fn itself(&self) -> Option<Value> {
         Some(match self.node()? {
-            serde_json::Value::Array(_) | serde_json::Value::Object(_) => Value::from_object(JsonNode {
-                root: self.root.clone(),
-                pointer: self.pointer.clone(),
-            }),
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                Value::from_object(JsonNode {
+                    root: self.root.clone(),
+                    pointer: self.pointer.clone(),
+                })
+            }
             scalar => scalar_value(scalar),
         })
     }
@@ -279,14 +281,26 @@ pub fn event_value(event: &crate::event::EventRecord) -> Value {
     }
     let action = match event.data.get("action") {
         Some(serde_json::Value::String(a)) => Value::from(a.as_str()),
-        _ => event.name.split_once('.').map_or(Value::from(()), |(_, a)| Value::from(a)),
+        _ => event
+            .name
+            .split_once('.')
+            .map_or(Value::from(()), |(_, a)| Value::from(a)),
     };
     fields.push((Value::from("name"), Value::from(event.name.as_str())));
-    fields.push((Value::from("delivery"), event.delivery_id.as_deref().map_or(Value::from(()), Value::from)));
+    fields.push((
+        Value::from("delivery"),
+        event
+            .delivery_id
+            .as_deref()
+            .map_or(Value::from(()), Value::from),
+    ));
     fields.push((Value::from("action"), action));
     Value::from_object(EventView {
         fields: fields.into_iter().collect(),
-        payload: payload.map(|key| JsonNode { root: event.data.clone(), pointer: format!("/{key}") }),
+        payload: payload.map(|key| JsonNode {
+            root: event.data.clone(),
+            pointer: format!("/{key}"),
+        }),
     })
 }
 
@@ -591,12 +605,17 @@ mod tests {
                 checkout: None,
                 deferred: vec![],
             },
-            data: Arc::new(json!({"sender": "octocat", "comment": {"body": "hi", "user": "u"}, "payload": {"issue": {"labels": [{"name": "bug"}]}}})),
+            data: Arc::new(
+                json!({"sender": "octocat", "comment": {"body": "hi", "user": "u"}, "payload": {"issue": {"labels": [{"name": "bug"}]}}}),
+            ),
         };
         let env = environment();
         let scope = Scope::new(small_json(&record.source.fields), event_value(&record));
         let out = render(&env, "t", "{{ event.name }}|{{ event.action }}|{{ event.delivery }}|{{ event.sender }}|{{ event.comment.body }}|{{ event.payload.issue.labels[0].name }}|{{ event | list | sort | join(',') }}", &scope).unwrap();
-        assert_eq!(out, "issue_comment.created|created|d-7|octocat|hi|bug|action,comment,delivery,name,payload,sender");
+        assert_eq!(
+            out,
+            "issue_comment.created|created|d-7|octocat|hi|bug|action,comment,delivery,name,payload,sender"
+        );
     }
 
     #[test]

@@ -517,7 +517,9 @@ async fn interrupted_run_resumes_at_the_step_that_was_running() {
     let seen = finished.clone();
     let engine = Engine::builder(store.clone(), queue)
         .registry(registry)
-        .on_step_finished(Arc::new(move |_run, step| seen.lock().push(step.key.clone())))
+        .on_step_finished(Arc::new(move |_run, step| {
+            seen.lock().push(step.key.clone())
+        }))
         .build();
     engine.put_handlers(SEED, "seed.yaml").await.unwrap();
     let dispatch = engine

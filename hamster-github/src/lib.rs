@@ -12,7 +12,7 @@ pub mod testing;
 pub use client::{
     GitHub, GitHubConfig, GitHubError, OctocrabGitHub, RecordedCall, RecordingGitHub, RepoRef,
 };
+pub use git::{GitConfig, GitMaterializer};
 pub use webhook::{
     Delivery, GitHubEvent, PullRequestEnricher, WebhookError, WebhookParser, parse_delivery,
 };
-pub use git::{GitConfig, GitMaterializer};

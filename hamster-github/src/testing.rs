@@ -20,7 +20,9 @@
 //! # Ok(()) }
 //! ```
 
-use crate::webhook::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, WebhookError, WebhookParser};
+use crate::webhook::{
+    DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, WebhookError, WebhookParser,
+};
 use async_trait::async_trait;
 use hamster_core::engine::Dispatch;
 use hamster_core::store::DeliveryRecord;
@@ -51,9 +53,18 @@ impl RecordedDelivery {
         if let Ok(value) = HeaderValue::from_str(&id) {
             headers.insert(DELIVERY_HEADER, value);
         }
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(http::header::USER_AGENT, HeaderValue::from_static("GitHub-Hookshot/hamster-test"));
-        Self { headers, body: body.into() }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static("GitHub-Hookshot/hamster-test"),
+        );
+        Self {
+            headers,
+            body: body.into(),
+        }
     }
 
     /// A delivery whose body is the file at `path` (a payload saved from GitHub).
@@ -71,7 +82,8 @@ impl RecordedDelivery {
 
     /// Signs the body with `secret`, as GitHub does (`X-Hub-Signature-256`).
     pub fn signed(mut self, secret: &[u8]) -> Self {
-        self.headers.insert(SIGNATURE_HEADER, signature_header(secret, &self.body));
+        self.headers
+            .insert(SIGNATURE_HEADER, signature_header(secret, &self.body));
         self
     }
 }
@@ -79,7 +91,8 @@ impl RecordedDelivery {
 /// The `X-Hub-Signature-256` value for `body` signed with `secret`.
 pub fn signature_header(secret: &[u8], body: &[u8]) -> HeaderValue {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(body);
     let value = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     HeaderValue::from_str(&value).unwrap_or_else(|_| unreachable!("hex is a valid header value"))
@@ -101,20 +114,32 @@ pub enum WebhookTestError {
 pub trait WebhookTestKit {
     /// Parses the delivery as the server would (no signature check), records it, runs every
     /// matching pipeline to completion, and reports the runs.
-    async fn run_webhook(&self, delivery: &RecordedDelivery) -> Result<Vec<RunReport>, WebhookTestError>;
+    async fn run_webhook(
+        &self,
+        delivery: &RecordedDelivery,
+    ) -> Result<Vec<RunReport>, WebhookTestError>;
 
     /// Like [`run_webhook`](Self::run_webhook), also returning what dispatch said (the
     /// handlers that did not match, and why).
-    async fn run_webhook_with_dispatch(&self, delivery: &RecordedDelivery) -> Result<(Vec<RunReport>, Dispatch), WebhookTestError>;
+    async fn run_webhook_with_dispatch(
+        &self,
+        delivery: &RecordedDelivery,
+    ) -> Result<(Vec<RunReport>, Dispatch), WebhookTestError>;
 }
 
 #[async_trait]
 impl WebhookTestKit for TestKit {
-    async fn run_webhook(&self, delivery: &RecordedDelivery) -> Result<Vec<RunReport>, WebhookTestError> {
+    async fn run_webhook(
+        &self,
+        delivery: &RecordedDelivery,
+    ) -> Result<Vec<RunReport>, WebhookTestError> {
         Ok(self.run_webhook_with_dispatch(delivery).await?.0)
     }
 
-    async fn run_webhook_with_dispatch(&self, delivery: &RecordedDelivery) -> Result<(Vec<RunReport>, Dispatch), WebhookTestError> {
+    async fn run_webhook_with_dispatch(
+        &self,
+        delivery: &RecordedDelivery,
+    ) -> Result<(Vec<RunReport>, Dispatch), WebhookTestError> {
         let parsed = WebhookParser::new(None).parse(&delivery.headers, &delivery.body)?;
         let record = DeliveryRecord {
             id: parsed.id.clone(),
@@ -123,12 +148,18 @@ impl WebhookTestKit for TestKit {
             headers: delivery
                 .headers
                 .iter()
-                .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                })
                 .collect(),
             body: delivery.body.clone(),
             run_ids: Vec::new(),
         };
-        let events: Vec<_> = parsed.events.into_iter().map(|event| event.into_record()).collect();
+        let events: Vec<_> = parsed
+            .events
+            .into_iter()
+            .map(|event| event.into_record())
+            .collect();
         Ok(self.run_events(&events, Some(record)).await?)
     }
 }

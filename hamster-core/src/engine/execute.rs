@@ -201,8 +201,12 @@ impl Engine {
     ) -> Result<(RunStatus, Option<Interruption>), EngineError> {
         let error = error.map(|e| self.inner.redactor.redact(&e));
         match &error {
-            Some(error) => tracing::info!(run = %run.id, handler = %run.handler_name, status = status.as_str(), %error, "run finished"),
-            None => tracing::info!(run = %run.id, handler = %run.handler_name, status = status.as_str(), "run finished"),
+            Some(error) => {
+                tracing::info!(run = %run.id, handler = %run.handler_name, status = status.as_str(), %error, "run finished")
+            }
+            None => {
+                tracing::info!(run = %run.id, handler = %run.handler_name, status = status.as_str(), "run finished")
+            }
         }
         match self
             .inner
@@ -253,7 +257,10 @@ impl RunState<'_> {
             // The first failure under a main step is its own (callbacks run after it).
             if !record.status.is_success() && self.last_failure.is_none() {
                 self.last_failure = record.error.clone().or_else(|| {
-                    record.data.get("exit_code").map(|code| format!("exit code {code}"))
+                    record
+                        .data
+                        .get("exit_code")
+                        .map(|code| format!("exit code {code}"))
                 });
             }
             if record.status == StepStatus::Cancelled {
@@ -366,7 +373,9 @@ impl RunState<'_> {
                 }
             }
         };
-        if matches!(status, StepStatus::TimedOut | StepStatus::Cancelled) && !data.contains_key("output") {
+        if matches!(status, StepStatus::TimedOut | StepStatus::Cancelled)
+            && !data.contains_key("output")
+        {
             // The action's own result was dropped with it; what it logged so far is the
             // best account of what happened (a linter's output up to the timeout).
             if let Some(logged) = self.log_tail(&step.key).await {
@@ -413,7 +422,14 @@ impl RunState<'_> {
 impl RunState<'_> {
     /// The last [`LOG_TAIL`] bytes of a step's log, if it logged anything.
     async fn log_tail(&self, key: &str) -> Option<String> {
-        let text = self.engine.inner.store.read_log(self.run.id, key, 0).await.ok()?.text;
+        let text = self
+            .engine
+            .inner
+            .store
+            .read_log(self.run.id, key, 0)
+            .await
+            .ok()?
+            .text;
         let mut start = text.len().saturating_sub(LOG_TAIL);
         while !text.is_char_boundary(start) {
             start += 1;

@@ -45,7 +45,12 @@ impl HandlerIndex {
         for handler in handlers {
             index.len += 1;
             let mut seen = std::collections::HashSet::new();
-            for pattern in handler.compiled.patterns().iter().filter(|p| seen.insert(*p)) {
+            for pattern in handler
+                .compiled
+                .patterns()
+                .iter()
+                .filter(|p| seen.insert(*p))
+            {
                 match pattern {
                     EventPattern::Exact(name) => {
                         index
@@ -87,7 +92,11 @@ impl HandlerIndex {
 
     /// Calls `visit` for each handler that reacts to `event_name`, each once, without
     /// copying the list (intake visits every candidate of every delivery).
-    pub fn for_each_candidate(&self, event_name: &str, mut visit: impl FnMut(&Arc<IndexedHandler>)) {
+    pub fn for_each_candidate(
+        &self,
+        event_name: &str,
+        mut visit: impl FnMut(&Arc<IndexedHandler>),
+    ) {
         let exact = self.exact.get(event_name).map_or(&[][..], Vec::as_slice);
         exact.iter().for_each(&mut visit);
         let family = event_name.split('.').next().unwrap_or(event_name);
@@ -108,7 +117,6 @@ impl HandlerIndex {
             }
         }
     }
-
 }
 
 /// The index of stored handlers, rebuilt when the store's handler revision changes.

@@ -482,7 +482,12 @@ impl Engine {
     }
 }
 
-fn match_into(index: &HandlerIndex, event: &EventRecord, matched: &mut Vec<Arc<IndexedHandler>>, unmatched: &mut Vec<Unmatched>) {
+fn match_into(
+    index: &HandlerIndex,
+    event: &EventRecord,
+    matched: &mut Vec<Arc<IndexedHandler>>,
+    unmatched: &mut Vec<Unmatched>,
+) {
     let mut scope: Option<(Scope, minijinja::Value)> = None;
     let mut event_name: Option<Arc<str>> = None;
     index.for_each_candidate(&event.name, |handler| {

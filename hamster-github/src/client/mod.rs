@@ -169,8 +169,12 @@ pub enum GitHubError {
 #[async_trait]
 pub trait GitHub: Send + Sync + Debug {
     /// Comments on an issue or a pull request's conversation; returns the comment's id.
-    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str)
-    -> Result<u64, GitHubError>;
+    async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        body: &str,
+    ) -> Result<u64, GitHubError>;
     /// Sets a commit status on `sha`.
     async fn set_commit_status(
         &self,
@@ -179,8 +183,11 @@ pub trait GitHub: Send + Sync + Debug {
         status: &CommitStatus,
     ) -> Result<(), GitHubError>;
     /// Creates a check run; returns its id.
-    async fn create_check_run(&self, repo: &RepoRef, check: &NewCheckRun)
-    -> Result<u64, GitHubError>;
+    async fn create_check_run(
+        &self,
+        repo: &RepoRef,
+        check: &NewCheckRun,
+    ) -> Result<u64, GitHubError>;
     /// Updates a check run.
     async fn update_check_run(
         &self,
@@ -196,8 +203,12 @@ pub trait GitHub: Send + Sync + Debug {
         labels: &[String],
     ) -> Result<(), GitHubError>;
     /// Removes a label from an issue or pull request (absent labels are not an error).
-    async fn remove_label(&self, repo: &RepoRef, number: u64, label: &str)
-    -> Result<(), GitHubError>;
+    async fn remove_label(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        label: &str,
+    ) -> Result<(), GitHubError>;
     /// Adds a reaction (`+1`, `-1`, `laugh`, `confused`, `heart`, `hooray`, `rocket`, `eyes`).
     async fn add_reaction(
         &self,
