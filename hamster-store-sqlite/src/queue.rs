@@ -3,14 +3,14 @@
 use crate::SqliteBackend;
 use crate::error;
 use crate::time::{FOREVER, from_micros, micros_after, now_micros, utc_after};
+use crate::writer::{Executed, Write};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hamster_core::queue::{
     DeadLetter, Job, JobId, Lease, NewJob, Queue, QueueError, QueueStats, RetryOutcome,
 };
-use sqlx::Connection;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -52,33 +52,33 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, QueueError> {
     })
 }
 
-/// Makes the queue's state true at `now`: due delayed jobs become ready, and overdue
-/// leases end — the job is ready again at `attempt + 1`, or dead when its attempts are
-/// used up.
-async fn process_due(connection: &mut SqliteConnection, now: i64) -> Result<(), QueueError> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'ready', available_at = NULL \
-         WHERE state = 'delayed' AND available_at <= ?",
-    )
-    .bind(now)
-    .execute(&mut *connection)
-    .await
-    .map_err(error::queue)?;
-    sqlx::query(
-        "UPDATE jobs SET \
-             state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'ready' END, \
-             attempt = CASE WHEN attempt >= max_attempts THEN attempt ELSE attempt + 1 END, \
-             reason = CASE WHEN attempt >= max_attempts THEN ?2 ELSE NULL END, \
-             failed_at = CASE WHEN attempt >= max_attempts THEN ?1 ELSE NULL END, \
-             token = NULL, lease_expires_at = NULL \
-         WHERE state = 'leased' AND lease_expires_at <= ?1",
-    )
-    .bind(now)
-    .bind(LEASE_EXPIRED)
-    .execute(&mut *connection)
-    .await
-    .map_err(error::queue)?;
-    Ok(())
+/// `write` followed by what makes the queue's state true at `now`: due delayed jobs become
+/// ready, and overdue leases end — the job is ready again at `attempt + 1`, or dead when
+/// its attempts are used up.
+fn process_due(write: Write, now: i64) -> Write {
+    write
+        .then(
+            "UPDATE jobs SET state = 'ready', available_at = NULL \
+             WHERE state = 'delayed' AND available_at <= ?",
+        )
+        .bind(now)
+        .then(
+            "UPDATE jobs SET \
+                 state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'ready' END, \
+                 attempt = CASE WHEN attempt >= max_attempts THEN attempt ELSE attempt + 1 END, \
+                 reason = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END, \
+                 failed_at = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END, \
+                 token = NULL, lease_expires_at = NULL \
+             WHERE state = 'leased' AND lease_expires_at <= ?",
+        )
+        .bind(LEASE_EXPIRED)
+        .bind(now)
+        .bind(now)
+}
+
+/// The rows the last statement of a write changed.
+fn last_changes(executed: &[Executed]) -> u64 {
+    executed.last().map_or(0, |executed| executed.changes)
 }
 
 /// What a waiting receiver learns from one cheap look at the queue.
@@ -113,49 +113,38 @@ impl SqliteBackend {
         })
     }
 
-    /// Leases the oldest ready job, after processing what is due.
+    /// Leases the oldest ready job, after processing what is due, in one transaction.
     async fn lease_next(&self, lease_for: Duration) -> Result<Option<Lease>, QueueError> {
-        let mut writer = self.writer().await.map_err(error::queue)?;
-        let mut transaction = writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(error::queue)?;
         let now = now_micros();
-        process_due(&mut transaction, now).await?;
         let token = Uuid::new_v4().to_string();
-        let expires = micros_after(now, lease_for);
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'leased', token = ?, lease_expires_at = ? \
-             WHERE seq = (SELECT seq FROM jobs WHERE state = 'ready' ORDER BY seq LIMIT 1) \
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(&token)
-        .bind(expires)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(error::queue)?;
-        let lease = row
+        let write = process_due(Write::default(), now)
+            .then(format!(
+                "UPDATE jobs SET state = 'leased', token = ?, lease_expires_at = ? \
+                 WHERE seq = (SELECT seq FROM jobs WHERE state = 'ready' ORDER BY seq LIMIT 1) \
+                 RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(&token)
+            .bind(micros_after(now, lease_for));
+        let mut executed = self.writer().write(write).await.map_err(error::queue)?;
+        let leased = executed
+            .pop()
+            .and_then(|leased| leased.rows.into_iter().next());
+        leased
             .map(|row| {
-                Ok::<_, QueueError>(Lease {
+                Ok(Lease {
                     job: job_from_row(&row)?,
                     token,
                     expires_at: utc_after(now, lease_for),
                 })
             })
-            .transpose()?;
-        transaction.commit().await.map_err(error::queue)?;
-        Ok(lease)
+            .transpose()
     }
 
     /// Processes what is due, in its own transaction.
     async fn process_due_now(&self) -> Result<(), QueueError> {
-        let mut writer = self.writer().await.map_err(error::queue)?;
-        let mut transaction = writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(error::queue)?;
-        process_due(&mut transaction, now_micros()).await?;
-        transaction.commit().await.map_err(error::queue)
+        let write = process_due(Write::default(), now_micros());
+        self.writer().write(write).await.map_err(error::queue)?;
+        Ok(())
     }
 
     fn wake_receivers(&self) {
@@ -174,7 +163,7 @@ impl Queue for SqliteBackend {
             .not_before
             .map(|at| at.timestamp_micros())
             .filter(|at| *at > now);
-        sqlx::query(
+        let write = Write::new(
             "INSERT INTO jobs (id, payload, state, attempt, max_attempts, enqueued_at, \
              available_at) VALUES (?, ?, ?, 1, ?, ?, ?)",
         )
@@ -187,10 +176,8 @@ impl Queue for SqliteBackend {
         })
         .bind(i64::from(new_job.max_attempts.max(1)))
         .bind(now)
-        .bind(available_at)
-        .execute(&mut *self.writer().await.map_err(error::queue)?)
-        .await
-        .map_err(error::queue)?;
+        .bind(available_at);
+        self.writer().write(write).await.map_err(error::queue)?;
         if available_at.is_none() {
             self.wake_receivers();
         }
@@ -249,35 +236,31 @@ impl Queue for SqliteBackend {
         lease_for: Duration,
     ) -> Result<DateTime<Utc>, QueueError> {
         let now = now_micros();
-        let extended = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ?1 \
-             WHERE id = ?2 AND token = ?3 AND state = 'leased' AND lease_expires_at > ?4",
+        let write = Write::new(
+            "UPDATE jobs SET lease_expires_at = ? \
+             WHERE id = ? AND token = ? AND state = 'leased' AND lease_expires_at > ?",
         )
         .bind(micros_after(now, lease_for))
         .bind(&lease.job.id.0)
         .bind(&lease.token)
-        .bind(now)
-        .execute(&mut *self.writer().await.map_err(error::queue)?)
-        .await
-        .map_err(error::queue)?;
-        if extended.rows_affected() == 0 {
+        .bind(now);
+        let extended = self.writer().write(write).await.map_err(error::queue)?;
+        if last_changes(&extended) == 0 {
             return Err(QueueError::LeaseLost(lease.job.id.clone()));
         }
         Ok(utc_after(now, lease_for))
     }
 
     async fn ack(&self, lease: &Lease) -> Result<(), QueueError> {
-        let deleted = sqlx::query(
+        let write = Write::new(
             "DELETE FROM jobs \
              WHERE id = ? AND token = ? AND state = 'leased' AND lease_expires_at > ?",
         )
         .bind(&lease.job.id.0)
         .bind(&lease.token)
-        .bind(now_micros())
-        .execute(&mut *self.writer().await.map_err(error::queue)?)
-        .await
-        .map_err(error::queue)?;
-        if deleted.rows_affected() == 0 {
+        .bind(now_micros());
+        let deleted = self.writer().write(write).await.map_err(error::queue)?;
+        if last_changes(&deleted) == 0 {
             return Err(QueueError::LeaseLost(lease.job.id.clone()));
         }
         Ok(())
@@ -291,27 +274,33 @@ impl Queue for SqliteBackend {
     ) -> Result<RetryOutcome, QueueError> {
         let now = now_micros();
         let due = micros_after(now, delay);
-        let state: Option<String> = sqlx::query_scalar(
+        let delayed = due > now;
+        // Every expression reads the row as it was before the update.
+        let write = Write::new(
             "UPDATE jobs SET \
                  state = CASE WHEN attempt >= max_attempts THEN 'dead' \
-                     WHEN ?1 <= ?2 THEN 'ready' ELSE 'delayed' END, \
-                 available_at = CASE WHEN attempt < max_attempts AND ?1 > ?2 THEN ?1 \
-                     ELSE NULL END, \
+                     WHEN ? THEN 'delayed' ELSE 'ready' END, \
+                 available_at = CASE WHEN attempt < max_attempts THEN ? ELSE NULL END, \
                  attempt = CASE WHEN attempt >= max_attempts THEN attempt ELSE attempt + 1 END, \
-                 reason = CASE WHEN attempt >= max_attempts THEN ?3 ELSE NULL END, \
-                 failed_at = CASE WHEN attempt >= max_attempts THEN ?2 ELSE NULL END, \
+                 reason = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END, \
+                 failed_at = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END, \
                  token = NULL, lease_expires_at = NULL \
-             WHERE id = ?4 AND token = ?5 AND state = 'leased' AND lease_expires_at > ?2 \
+             WHERE id = ? AND token = ? AND state = 'leased' AND lease_expires_at > ? \
              RETURNING state",
         )
-        .bind(due)
-        .bind(now)
+        .bind(delayed)
+        .bind(delayed.then_some(due))
         .bind(reason)
+        .bind(now)
         .bind(&lease.job.id.0)
         .bind(&lease.token)
-        .fetch_optional(&mut *self.writer().await.map_err(error::queue)?)
-        .await
-        .map_err(error::queue)?;
+        .bind(now);
+        let executed = self.writer().write(write).await.map_err(error::queue)?;
+        let row = executed
+            .into_iter()
+            .next()
+            .and_then(|retried| retried.rows.into_iter().next());
+        let state: Option<String> = row.map(|row| column(&row, "state")).transpose()?;
         match state.as_deref() {
             None => Err(QueueError::LeaseLost(lease.job.id.clone())),
             Some("dead") => {
@@ -330,17 +319,15 @@ impl Queue for SqliteBackend {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), QueueError> {
-        let released = sqlx::query(
+        let write = Write::new(
             "UPDATE jobs SET state = 'ready', token = NULL, lease_expires_at = NULL \
              WHERE id = ? AND token = ? AND state = 'leased' AND lease_expires_at > ?",
         )
         .bind(&lease.job.id.0)
         .bind(&lease.token)
-        .bind(now_micros())
-        .execute(&mut *self.writer().await.map_err(error::queue)?)
-        .await
-        .map_err(error::queue)?;
-        if released.rows_affected() == 0 {
+        .bind(now_micros());
+        let released = self.writer().write(write).await.map_err(error::queue)?;
+        if last_changes(&released) == 0 {
             return Err(QueueError::LeaseLost(lease.job.id.clone()));
         }
         self.wake_receivers();
@@ -371,15 +358,13 @@ impl Queue for SqliteBackend {
 
     async fn requeue_dead_letter(&self, id: &JobId) -> Result<bool, QueueError> {
         self.process_due_now().await?;
-        let requeued = sqlx::query(
+        let write = Write::new(
             "UPDATE jobs SET state = 'ready', attempt = 1, reason = NULL, failed_at = NULL \
              WHERE id = ? AND state = 'dead'",
         )
-        .bind(&id.0)
-        .execute(&mut *self.writer().await.map_err(error::queue)?)
-        .await
-        .map_err(error::queue)?;
-        let requeued = requeued.rows_affected() > 0;
+        .bind(&id.0);
+        let requeued = self.writer().write(write).await.map_err(error::queue)?;
+        let requeued = last_changes(&requeued) > 0;
         if requeued {
             self.wake_receivers();
         }

@@ -3,8 +3,10 @@
 use crate::SqliteBackend;
 use crate::error::{self, violation};
 use crate::time::{from_micros, now_micros, to_micros};
+use crate::writer::{Executed, Write};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use futures::TryStreamExt;
 use hamster_core::handler::HandlerSpec;
 use hamster_core::store::{
@@ -184,6 +186,25 @@ fn stored_now() -> (i64, DateTime<Utc>) {
     (micros, from_micros(micros).unwrap_or_else(Utc::now))
 }
 
+/// The rows the first statement of a write returned.
+fn first_rows(executed: Vec<Executed>) -> Vec<SqliteRow> {
+    executed
+        .into_iter()
+        .next()
+        .map(|executed| executed.rows)
+        .unwrap_or_default()
+}
+
+/// The first row the first statement of a write returned.
+fn first_row(executed: Vec<Executed>) -> Option<SqliteRow> {
+    first_rows(executed).into_iter().next()
+}
+
+/// The rows the first statement of a write changed.
+fn first_changes(executed: &[Executed]) -> u64 {
+    executed.first().map_or(0, |executed| executed.changes)
+}
+
 // ---------------------------------------------------------------------------------------
 // Writes shared by several operations, inside a transaction.
 
@@ -220,6 +241,24 @@ async fn insert_runs(
             })?;
     }
     Ok(())
+}
+
+/// `write` with the values of `run` bound, in [`RUN_COLUMNS`]' order.
+fn bind_run(write: Write, run: &RunRecord) -> Result<Write, StoreError> {
+    Ok(write
+        .bind(run.id.to_string())
+        .bind(run.handler_id.to_string())
+        .bind(&run.handler_name)
+        .bind(run.handler_version)
+        .bind(to_json("a run's handler", &run.handler)?)
+        .bind(to_json("a run's event", &run.event)?)
+        .bind(&run.repository)
+        .bind(run.delivery_id.as_ref())
+        .bind(run.status.as_str())
+        .bind(to_micros(run.created_at))
+        .bind(run.started_at.map(to_micros))
+        .bind(run.finished_at.map(to_micros))
+        .bind(run.error.as_ref()))
 }
 
 /// The run ids of a stored delivery, or `None` if there is no such delivery.
@@ -296,17 +335,18 @@ impl Store for SqliteBackend {
             created_at: now,
             updated_at: now,
         };
-        let sql =
-            format!("INSERT INTO handlers ({HANDLER_COLUMNS}) VALUES (?, ?, 1, ?, ?, ?, ?, ?)");
-        sqlx::query(&sql)
-            .bind(record.id.to_string())
-            .bind(&record.name)
-            .bind(record.enabled)
-            .bind(&record.source_text)
-            .bind(to_json("a handler", &record.spec)?)
-            .bind(now_micros)
-            .bind(now_micros)
-            .execute(&mut *self.writer().await.map_err(error::store)?)
+        let write = Write::new(format!(
+            "INSERT INTO handlers ({HANDLER_COLUMNS}) VALUES (?, ?, 1, ?, ?, ?, ?, ?)"
+        ))
+        .bind(record.id.to_string())
+        .bind(&record.name)
+        .bind(record.enabled)
+        .bind(&record.source_text)
+        .bind(to_json("a handler", &record.spec)?)
+        .bind(now_micros)
+        .bind(now_micros);
+        self.writer()
+            .write(write)
             .await
             .map_err(|error| match violation(&error) {
                 Some(ErrorKind::UniqueViolation) => StoreError::HandlerExists(record.name.clone()),
@@ -322,25 +362,29 @@ impl Store for SqliteBackend {
         source_text: String,
         expected_version: Option<i64>,
     ) -> Result<HandlerRecord, StoreError> {
-        let sql = format!(
+        let write = Write::new(format!(
             "UPDATE handlers SET name = ?, version = version + 1, source_text = ?, spec = ?, \
-             updated_at = ? WHERE id = ? AND (?6 IS NULL OR version = ?6) \
+             updated_at = ? WHERE id = ? AND (? IS NULL OR version = ?) \
              RETURNING {HANDLER_COLUMNS}"
-        );
-        let updated = sqlx::query(&sql)
-            .bind(&spec.name)
-            .bind(&source_text)
-            .bind(to_json("a handler", &spec)?)
-            .bind(now_micros())
-            .bind(id.to_string())
-            .bind(expected_version)
-            .fetch_optional(&mut *self.writer().await.map_err(error::store)?)
-            .await
-            .map_err(|error| match violation(&error) {
-                Some(ErrorKind::UniqueViolation) => StoreError::HandlerExists(spec.name.clone()),
-                _ => error::store(error),
-            })?;
-        if let Some(row) = updated {
+        ))
+        .bind(&spec.name)
+        .bind(source_text)
+        .bind(to_json("a handler", &spec)?)
+        .bind(now_micros())
+        .bind(id.to_string())
+        .bind(expected_version)
+        .bind(expected_version);
+        let updated =
+            self.writer()
+                .write(write)
+                .await
+                .map_err(|error| match violation(&error) {
+                    Some(ErrorKind::UniqueViolation) => {
+                        StoreError::HandlerExists(spec.name.clone())
+                    }
+                    _ => error::store(error),
+                })?;
+        if let Some(row) = first_row(updated) {
             return handler_from_row(&row);
         }
         let exists = sqlx::query("SELECT 1 FROM handlers WHERE id = ?")
@@ -363,25 +407,20 @@ impl Store for SqliteBackend {
         id: HandlerId,
         enabled: bool,
     ) -> Result<HandlerRecord, StoreError> {
-        let sql =
-            format!("UPDATE handlers SET enabled = ? WHERE id = ? RETURNING {HANDLER_COLUMNS}");
-        let row = sqlx::query(&sql)
-            .bind(enabled)
-            .bind(id.to_string())
-            .fetch_optional(&mut *self.writer().await.map_err(error::store)?)
-            .await
-            .map_err(error::store)?
-            .ok_or_else(|| handler_not_found(id))?;
+        let write = Write::new(format!(
+            "UPDATE handlers SET enabled = ? WHERE id = ? RETURNING {HANDLER_COLUMNS}"
+        ))
+        .bind(enabled)
+        .bind(id.to_string());
+        let updated = self.writer().write(write).await.map_err(error::store)?;
+        let row = first_row(updated).ok_or_else(|| handler_not_found(id))?;
         handler_from_row(&row)
     }
 
     async fn delete_handler(&self, id: HandlerId) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM handlers WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *self.writer().await.map_err(error::store)?)
-            .await
-            .map_err(error::store)?;
-        Ok(deleted.rows_affected() > 0)
+        let write = Write::new("DELETE FROM handlers WHERE id = ?").bind(id.to_string());
+        let deleted = self.writer().write(write).await.map_err(error::store)?;
+        Ok(first_changes(&deleted) > 0)
     }
 
     async fn get_handler(&self, id: HandlerId) -> Result<Option<HandlerRecord>, StoreError> {
@@ -435,33 +474,56 @@ impl Store for SqliteBackend {
         }
         let headers = to_json("a delivery's headers", &delivery.headers)?;
         let run_ids = to_json("a delivery's run ids", &delivery.run_ids)?;
-        let mut writer = self.writer().await.map_err(error::store)?;
-        let mut transaction = writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(error::store)?;
-        // Inserting first, rather than looking first, saves a round trip on the usual path;
-        // a duplicate writes nothing, and the transaction is rolled back anyway.
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO NOTHING"
-        ))
-        .bind(&delivery.id)
-        .bind(&delivery.event)
-        .bind(to_micros(delivery.received_at))
-        .bind(headers)
-        .bind(&delivery.body)
-        .bind(run_ids)
-        .execute(&mut *transaction)
-        .await
-        .map_err(error::store)?;
-        if inserted.rows_affected() == 0 {
-            let run_ids = delivery_run_ids(&mut transaction, &delivery.id).await?;
-            return Ok(DeliveryOutcome::Duplicate(run_ids.unwrap_or_default()));
+        // One atomic write, with no decision taken in between, so that it is one round trip
+        // and can be committed with others: the runs are inserted unless the delivery is
+        // stored already, then the delivery unless it is, then its run ids are read back
+        // for a duplicate.
+        let mut write = Write::default();
+        for run in &runs {
+            write = bind_run(
+                write.then(format!(
+                    "INSERT INTO runs ({RUN_COLUMNS}) \
+                     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+                     WHERE NOT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)"
+                )),
+                run,
+            )?
+            .bind(&delivery.id);
         }
-        insert_runs(&mut transaction, &runs).await?;
-        transaction.commit().await.map_err(error::store)?;
-        Ok(DeliveryOutcome::Recorded)
+        let write = write
+            .then(format!(
+                "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(&delivery.id)
+            .bind(&delivery.event)
+            .bind(to_micros(delivery.received_at))
+            .bind(headers)
+            .bind(delivery.body)
+            .bind(run_ids)
+            .then("SELECT run_ids FROM deliveries WHERE id = ?")
+            .bind(&delivery.id);
+        let mut executed =
+            self.writer()
+                .write(write)
+                .await
+                .map_err(|error| match violation(&error) {
+                    Some(ErrorKind::UniqueViolation) => StoreError::Backend(format!(
+                        "a run of delivery `{}` exists already; every new run needs a fresh RunId",
+                        delivery.id
+                    )),
+                    _ => error::store(error),
+                })?;
+        let stored = executed.pop();
+        let inserted = executed.pop().is_some_and(|insert| insert.changes > 0);
+        if inserted {
+            return Ok(DeliveryOutcome::Recorded);
+        }
+        let run_ids = stored
+            .and_then(|stored| stored.rows.into_iter().next())
+            .map(|row| json_column(&row, "run_ids"))
+            .transpose()?;
+        Ok(DeliveryOutcome::Duplicate(run_ids.unwrap_or_default()))
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
@@ -491,39 +553,56 @@ impl Store for SqliteBackend {
         delivery_id: &str,
         runs: Vec<RunRecord>,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer().await.map_err(error::store)?;
-        let mut transaction = writer
-            .begin_with("BEGIN IMMEDIATE")
+        let delivery_id = delivery_id.to_owned();
+        // Rare, and what it writes depends on what it reads: a transaction of its own.
+        self.writer()
+            .exclusive(move |connection| {
+                async move {
+                    let mut transaction = connection
+                        .begin_with("BEGIN IMMEDIATE")
+                        .await
+                        .map_err(error::store)?;
+                    let mut run_ids = delivery_run_ids(&mut transaction, &delivery_id)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound {
+                            what: "delivery",
+                            id: delivery_id.clone(),
+                        })?;
+                    insert_runs(&mut transaction, &runs).await?;
+                    run_ids.extend(runs.iter().map(|run| run.id));
+                    sqlx::query("UPDATE deliveries SET run_ids = ? WHERE id = ?")
+                        .bind(to_json("a delivery's run ids", &run_ids)?)
+                        .bind(&delivery_id)
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(error::store)?;
+                    transaction.commit().await.map_err(error::store)
+                }
+                .boxed()
+            })
             .await
-            .map_err(error::store)?;
-        let mut run_ids = delivery_run_ids(&mut transaction, delivery_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "delivery",
-                id: delivery_id.to_owned(),
-            })?;
-        insert_runs(&mut transaction, &runs).await?;
-        run_ids.extend(runs.iter().map(|run| run.id));
-        sqlx::query("UPDATE deliveries SET run_ids = ? WHERE id = ?")
-            .bind(to_json("a delivery's run ids", &run_ids)?)
-            .bind(delivery_id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(error::store)?;
-        transaction.commit().await.map_err(error::store)
+            .map_err(error::store)?
     }
 
     async fn create_runs(&self, runs: Vec<RunRecord>) -> Result<(), StoreError> {
         if runs.is_empty() {
             return Ok(());
         }
-        let mut writer = self.writer().await.map_err(error::store)?;
-        let mut transaction = writer
-            .begin_with("BEGIN IMMEDIATE")
+        // Rare: a transaction of its own, which names the run that exists already if any.
+        self.writer()
+            .exclusive(move |connection| {
+                async move {
+                    let mut transaction = connection
+                        .begin_with("BEGIN IMMEDIATE")
+                        .await
+                        .map_err(error::store)?;
+                    insert_runs(&mut transaction, &runs).await?;
+                    transaction.commit().await.map_err(error::store)
+                }
+                .boxed()
+            })
             .await
-            .map_err(error::store)?;
-        insert_runs(&mut transaction, &runs).await?;
-        transaction.commit().await.map_err(error::store)
+            .map_err(error::store)?
     }
 
     async fn get_run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
@@ -608,24 +687,21 @@ impl Store for SqliteBackend {
                 .map(|status| format!("'{}'", status.as_str()))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let sql = format!(
-                "UPDATE runs SET status = ?1, \
-                 started_at = CASE WHEN ?1 = 'running' AND started_at IS NULL THEN ?2 \
-                     ELSE started_at END, \
-                 finished_at = CASE WHEN ?3 THEN ?2 ELSE NULL END, \
-                 error = COALESCE(?4, error) \
-                 WHERE id = ?5 AND status IN ({from_list}) RETURNING {RUN_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(to.as_str())
-                .bind(now_micros())
-                .bind(to.is_terminal())
-                .bind(error)
-                .bind(id.to_string())
-                .fetch_optional(&mut *self.writer().await.map_err(error::store)?)
-                .await
-                .map_err(error::store)?;
-            if let Some(row) = row {
+            let now = now_micros();
+            // A run starts once (a retried run keeps its first start) and only a finished
+            // run has a finish time.
+            let write = Write::new(format!(
+                "UPDATE runs SET status = ?, started_at = COALESCE(started_at, ?), \
+                 finished_at = ?, error = COALESCE(?, error) \
+                 WHERE id = ? AND status IN ({from_list}) RETURNING {RUN_COLUMNS}"
+            ))
+            .bind(to.as_str())
+            .bind((to == RunStatus::Running).then_some(now))
+            .bind(to.is_terminal().then_some(now))
+            .bind(error)
+            .bind(id.to_string());
+            let updated = self.writer().write(write).await.map_err(error::store)?;
+            if let Some(row) = first_row(updated) {
                 return run_from_row(&row).map(Some);
             }
         }
@@ -666,18 +742,20 @@ impl Store for SqliteBackend {
              started_at = excluded.started_at, finished_at = excluded.finished_at, \
              data = excluded.data, error = excluded.error"
         );
-        sqlx::query(&sql)
+        let data = to_json("a step's data", &step.data)?;
+        let write = Write::new(sql)
             .bind(run_id.to_string())
-            .bind(&step.key)
-            .bind(&step.name)
-            .bind(&step.action)
+            .bind(step.key)
+            .bind(step.name)
+            .bind(step.action)
             .bind(step.status.as_str())
             .bind(i64::from(step.attempt))
             .bind(to_micros(step.started_at))
             .bind(step.finished_at.map(to_micros))
-            .bind(to_json("a step's data", &step.data)?)
-            .bind(&step.error)
-            .execute(&mut *self.writer().await.map_err(error::store)?)
+            .bind(data)
+            .bind(step.error);
+        self.writer()
+            .write(write)
             .await
             .map_err(|error| match violation(&error) {
                 Some(ErrorKind::ForeignKeyViolation) => run_not_found(run_id),
@@ -712,21 +790,25 @@ impl Store for SqliteBackend {
             return exists.map(|_| ()).ok_or_else(|| run_not_found(run_id));
         }
         let length = i64::try_from(text.len()).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO log_chunks (run_id, step_key, end_offset, text) VALUES (?1, ?2, \
+        let run = run_id.to_string();
+        let write = Write::new(
+            "INSERT INTO log_chunks (run_id, step_key, end_offset, text) VALUES (?, ?, \
              COALESCE((SELECT MAX(end_offset) FROM log_chunks \
-                 WHERE run_id = ?1 AND step_key = ?2), 0) + ?3, ?4)",
+                 WHERE run_id = ? AND step_key = ?), 0) + ?, ?)",
         )
-        .bind(run_id.to_string())
+        .bind(&run)
+        .bind(step_key)
+        .bind(&run)
         .bind(step_key)
         .bind(length)
-        .bind(text)
-        .execute(&mut *self.writer().await.map_err(error::store)?)
-        .await
-        .map_err(|error| match violation(&error) {
-            Some(ErrorKind::ForeignKeyViolation) => run_not_found(run_id),
-            _ => error::store(error),
-        })?;
+        .bind(text);
+        self.writer()
+            .write(write)
+            .await
+            .map_err(|error| match violation(&error) {
+                Some(ErrorKind::ForeignKeyViolation) => run_not_found(run_id),
+                _ => error::store(error),
+            })?;
         Ok(())
     }
 
