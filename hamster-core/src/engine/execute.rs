@@ -4,7 +4,7 @@ use super::{Engine, EngineError, event_scope};
 use crate::action::{ActionContext, ActionOutput, LogSink, Outcome};
 use crate::handler::{CompiledHandler, CompiledStep};
 use crate::redact::Redactor;
-use crate::store::{RunId, RunRecord, RunStatus, StepRecord, StepStatus, Store};
+use crate::store::{RunId, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError};
 use crate::template::Scope;
 use crate::workspace::Workspace;
 use async_trait::async_trait;
@@ -77,26 +77,25 @@ impl Engine {
         stops: &Stops,
     ) -> Result<(RunStatus, Option<Interruption>), EngineError> {
         let store = &self.inner.store;
-        let Some(run) = store.get_run(run_id).await? else {
-            return Err(EngineError::RunNotFound(run_id));
-        };
-        if run.status.is_terminal() {
-            return Ok((run.status, None));
-        }
-        let Some(mut run) = store
+        // The compare-and-set both claims the run and returns it: one round trip on the
+        // path of every run. Only when it refuses is the run read, to say why.
+        let claimed = store
             .transition_run(
                 run_id,
                 &[RunStatus::Queued, RunStatus::Running],
                 RunStatus::Running,
                 None,
             )
-            .await?
-        else {
-            let status = store
-                .get_run(run_id)
-                .await?
-                .map_or(RunStatus::Cancelled, |r| r.status);
-            return Ok((status, None));
+            .await;
+        let mut run = match claimed {
+            Ok(Some(run)) => run,
+            Ok(None) | Err(StoreError::NotFound { .. }) => {
+                return match store.get_run(run_id).await? {
+                    Some(run) => Ok((run.status, None)),
+                    None => Err(EngineError::RunNotFound(run_id)),
+                };
+            }
+            Err(error) => return Err(error.into()),
         };
         let Some(handler) = self.inner.handlers.compiled(
             run.handler_id,
