@@ -146,18 +146,12 @@ pub fn json(value: Arc<serde_json::Value>) -> Value {
 
 /// Like [`json`], for any holder of a JSON value.
 pub fn json_root(root: Arc<dyn JsonRoot>) -> Value {
-    let node = JsonNode {
+    JsonNode {
         root,
         pointer: String::new(),
-    };
-    match node.node() {
-        Some(value @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
-            let _ = value;
-            Value::from_object(node)
-        }
-        Some(scalar) => scalar_value(scalar),
-        None => Value::from(()),
     }
+    .itself()
+    .unwrap_or_else(|| Value::from(()))
 }
 
 fn scalar_value(value: &serde_json::Value) -> Value {

@@ -327,12 +327,11 @@ impl Engine {
         events: &[EventRecord],
         delivery: Option<DeliveryRecord>,
     ) -> Result<Dispatch, EngineError> {
-        let index = self.handler_index().await?;
-        let mut dispatch = Dispatch::default();
-        let mut runs = Vec::new();
-        for event in events {
-            self.plan(&index, event, &mut runs, &mut dispatch.unmatched);
-        }
+        let (runs, unmatched) = self.plan(events).await?;
+        let mut dispatch = Dispatch {
+            unmatched,
+            ..Dispatch::default()
+        };
         let run_ids: Vec<RunId> = runs.iter().map(|r: &RunRecord| r.id).collect();
         match delivery {
             Some(mut delivery) => {
@@ -369,16 +368,21 @@ impl Engine {
         Ok((matched, unmatched))
     }
 
-    fn plan(
+    /// One run per handler that matches one of `events`, and the handlers that did not match.
+    async fn plan(
         &self,
-        index: &HandlerIndex,
-        event: &EventRecord,
-        runs: &mut Vec<RunRecord>,
-        unmatched: &mut Vec<Unmatched>,
-    ) {
+        events: &[EventRecord],
+    ) -> Result<(Vec<RunRecord>, Vec<Unmatched>), EngineError> {
+        let index = self.handler_index().await?;
+        let mut runs = Vec::new();
+        let mut unmatched = Vec::new();
         let mut matched = Vec::new();
-        match_into(index, event, &mut matched, unmatched);
-        runs.extend(matched.iter().map(|handler| new_run(handler, event)));
+        for event in events {
+            matched.clear();
+            match_into(&index, event, &mut matched, &mut unmatched);
+            runs.extend(matched.iter().map(|handler| new_run(handler, event)));
+        }
+        Ok((runs, unmatched))
     }
 
     async fn enqueue(&self, run: RunId) -> Result<(), EngineError> {
@@ -429,12 +433,11 @@ impl Engine {
         delivery_id: &str,
         events: &[EventRecord],
     ) -> Result<Dispatch, EngineError> {
-        let index = self.handler_index().await?;
-        let mut dispatch = Dispatch::default();
-        let mut runs = Vec::new();
-        for event in events {
-            self.plan(&index, event, &mut runs, &mut dispatch.unmatched);
-        }
+        let (runs, unmatched) = self.plan(events).await?;
+        let mut dispatch = Dispatch {
+            unmatched,
+            ..Dispatch::default()
+        };
         dispatch.runs = runs.iter().map(|r| r.id).collect();
         self.inner
             .store
