@@ -1,10 +1,11 @@
-//! Encoding values for JSONB columns.
+//! Encoding values for JSON columns.
 //!
 //! JSONB cannot hold the character U+0000 (PostgreSQL's text type cannot), while command
 //! output, and so step data, sometimes does. Such characters are replaced by U+FFFD
 //! (`�`) rather than failing the write: losing a NUL in a stored copy is better than
 //! losing the step result.
 
+use hamster_core::event::EventRecord;
 use hamster_core::store::StoreError;
 use serde::Serialize;
 use serde_json::Value;
@@ -31,6 +32,13 @@ pub(crate) fn to_jsonb_text<T: Serialize + ?Sized>(
         tracing::debug!("replaced U+0000 in {what}: JSONB cannot store it");
     }
     serde_json::to_string(&tree).map_err(unserializable)
+}
+
+/// A run's event as the JSON bytes stored in `runs.event` (BYTEA: U+0000 needs no
+/// replacing there).
+pub(crate) fn event_bytes(event: &EventRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(event)
+        .map_err(|error| StoreError::Backend(format!("cannot serialize a run's event: {error}")))
 }
 
 /// Replaces U+0000 in every string and key of `value`; whether anything changed.

@@ -64,6 +64,16 @@ where
     get::<Json<T>>(row, table, column).map(|Json(value)| value)
 }
 
+/// Reads a BYTEA column holding JSON into `T`.
+fn get_json_bytes<T>(row: &PgRow, table: &str, column: &str) -> Result<T, StoreError>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let bytes: &[u8] = get(row, table, column)?;
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::Corrupt(format!("{table}.{column}: {error}")))
+}
+
 /// Reads a BIGINT column that holds a non-negative count.
 fn get_unsigned<T: TryFrom<i64>>(row: &PgRow, table: &str, column: &str) -> Result<T, StoreError> {
     let value: i64 = get(row, table, column)?;
@@ -94,7 +104,7 @@ pub(crate) fn run(row: &PgRow) -> Result<RunRecord, StoreError> {
         handler_name: get(row, TABLE, "handler_name")?,
         handler_version: get(row, TABLE, "handler_version")?,
         handler: get_json::<HandlerSpec>(row, TABLE, "handler_spec")?,
-        event: get_json::<EventRecord>(row, TABLE, "event")?,
+        event: get_json_bytes::<EventRecord>(row, TABLE, "event")?,
         repository: get(row, TABLE, "repository")?,
         delivery_id: get(row, TABLE, "delivery_id")?,
         status: status

@@ -2,7 +2,7 @@
 
 use crate::PostgresStore;
 use crate::error::{FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION, violation};
-use crate::json::to_jsonb_text;
+use crate::json::{event_bytes, to_jsonb_text};
 use crate::rows::{
     self, delivery_columns, handler_columns, run_columns, step_columns, unsigned_at,
 };
@@ -31,9 +31,9 @@ macro_rules! insert_runs_from_arrays {
         "INSERT INTO runs (id, handler_id, handler_name, handler_version, handler_spec, event, \
              repository, delivery_id, status, created_at, started_at, finished_at, error) \
          SELECT id, handler_id, handler_name, handler_version, handler_spec::jsonb, \
-             event::jsonb, repository, delivery_id, status, created_at, started_at, \
+             event, repository, delivery_id, status, created_at, started_at, \
              finished_at, error \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::text[], \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::bytea[], \
              $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
              $12::timestamptz[], $13::text[]) \
              AS new_run (id, handler_id, handler_name, handler_version, handler_spec, event, \
@@ -57,7 +57,7 @@ struct RunArrays {
     handler_names: Vec<String>,
     handler_versions: Vec<i64>,
     handler_specs: Vec<String>,
-    events: Vec<String>,
+    events: Vec<Vec<u8>>,
     repositories: Vec<String>,
     delivery_ids: Vec<Option<String>>,
     statuses: Vec<&'static str>,
@@ -78,9 +78,7 @@ impl RunArrays {
             arrays
                 .handler_specs
                 .push(to_jsonb_text(&run.handler, "a run's handler")?);
-            arrays
-                .events
-                .push(to_jsonb_text(&run.event, "a run's event")?);
+            arrays.events.push(event_bytes(&run.event)?);
             arrays.repositories.push(run.repository);
             arrays.delivery_ids.push(run.delivery_id);
             arrays.statuses.push(run.status.as_str());

@@ -667,3 +667,50 @@ async fn ping_answers() {
     test.store.ping().await.unwrap();
     test.finish().await;
 }
+
+#[tokio::test]
+async fn events_round_trip_exactly_including_nul() {
+    let Some(test) = TestStore::new("events_round_trip_exactly_including_nul").await else {
+        return;
+    };
+    let mut stored = run("linter", "octo/hello", now());
+    // JSONB would refuse U+0000; the event column keeps the bytes the store wrote.
+    stored.event.data =
+        json!({"action": "opened", "payload": {"title": "nul \u{0} here", "emoji": "🐹"}}).into();
+    test.store.create_runs(vec![stored.clone()]).await.unwrap();
+    let read = test.store.get_run(stored.id).await.unwrap().unwrap();
+    assert_eq!(read.event, stored.event);
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn large_columns_use_lz4_when_the_server_has_it() {
+    let Some(test) = TestStore::new("large_columns_use_lz4_when_the_server_has_it").await else {
+        return;
+    };
+    let pool = test.store.pool();
+    let server_has_lz4: bool = sqlx::query_scalar(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+    )
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+    .unwrap_or(false);
+    let methods: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.attrelid::regclass::text || '.' || a.attname, a.attcompression::text \
+         FROM pg_attribute a \
+         WHERE (a.attrelid::regclass::text, a.attname) IN \
+             (('deliveries', 'body'), ('runs', 'event'), ('steps', 'data'), \
+              ('step_log_chunks', 'content')) \
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(methods.len(), 4, "{methods:?}");
+    let expected = if server_has_lz4 { "l" } else { "" };
+    for (column, method) in &methods {
+        assert_eq!(method, expected, "compression of {column}");
+    }
+    test.finish().await;
+}
