@@ -5,6 +5,7 @@
 //! See `ARCHITECTURE.md` at the repository root for how the pieces fit together.
 
 pub mod action;
+pub mod coalesce;
 pub mod engine;
 pub mod event;
 pub mod handler;

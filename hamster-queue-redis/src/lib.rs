@@ -79,7 +79,6 @@
 //! Requires Redis 6.0 or later (fractional `BLPOP` timeouts).
 
 mod backoff;
-mod coalesce;
 mod config;
 mod error;
 mod queue;

@@ -1,11 +1,11 @@
 //! [`RedisQueue`]: the [`Queue`] implementation.
 
-use crate::coalesce::Coalescer;
 use crate::config::RedisQueueConfig;
 use crate::error::ConnectError;
 use crate::scripts::{PROMOTE_LIMIT, SCRIPTS};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hamster_core::coalesce::Coalescer;
 use hamster_core::queue::{
     DeadLetter, Job, JobId, Lease, NewJob, Queue, QueueError, QueueStats, RetryOutcome,
 };
@@ -202,8 +202,8 @@ pub struct RedisQueue {
     backend: Arc<Backend>,
     client: redis::Client,
     config: RedisQueueConfig,
-    acks: Arc<Coalescer<(String, String), bool>>,
-    enqueues: Arc<Coalescer<EncodedJob, ()>>,
+    acks: Arc<Coalescer<(String, String), bool, QueueError>>,
+    enqueues: Arc<Coalescer<EncodedJob, (), QueueError>>,
     idle_waiter_connections: Mutex<Vec<MultiplexedConnection>>,
     prefetched: Mutex<VecDeque<Prefetched>>,
     closed: CancellationToken,

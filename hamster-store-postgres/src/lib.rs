@@ -24,11 +24,16 @@
 //!   if missing), so several stores, or parallel tests, can share one database.
 //! - **Timestamps** are `TIMESTAMPTZ`, which keeps microseconds: a time stored with
 //!   nanoseconds reads back truncated to the microsecond.
-//! - **JSON** (handler specs, events, step data, delivery headers) is stored as `JSONB`,
-//!   which does not keep object key order and cannot hold U+0000; that character is
-//!   replaced by U+FFFD. Step logs are bytes and keep everything.
+//! - **JSON** (handler specs, step data, delivery headers) is stored as `JSONB`, which does
+//!   not keep object key order and cannot hold U+0000; that character is replaced by
+//!   U+FFFD. A run's event is stored as the JSON bytes written (`BYTEA`): it is read back
+//!   whole, and parsing tens of kilobytes into JSONB on every intake cost more than anything
+//!   else. Delivery bodies and step logs are bytes and keep everything.
+//! - **Intake** records concurrent deliveries in one statement (group commit), see
+//!   `record_delivery`; large columns are compressed with lz4 when the server has it.
 
 mod config;
+mod deliveries;
 mod error;
 mod json;
 mod rows;
@@ -37,6 +42,7 @@ mod store;
 pub use config::PostgresConfig;
 pub use error::ConnectError;
 
+use deliveries::DeliveryWriter;
 use error::ErrorContext;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
@@ -54,6 +60,7 @@ pub struct PostgresStore {
     /// commit asynchronously (see [`PostgresConfig::durable_step_writes`]).
     step_pool: PgPool,
     errors: ErrorContext,
+    deliveries: DeliveryWriter,
 }
 
 impl PostgresStore {
@@ -102,10 +109,12 @@ impl PostgresStore {
             durable_step_writes = config.durable_step_writes,
             "connected the PostgreSQL store"
         );
+        let errors = ErrorContext::new(address);
         Ok(Self {
+            deliveries: DeliveryWriter::new(pool.clone(), errors.clone()),
             pool,
             step_pool,
-            errors: ErrorContext::new(address),
+            errors,
         })
     }
 
@@ -120,10 +129,12 @@ impl PostgresStore {
             // Taken out of the pool so that it is closed after migrating (see `migrate`).
             .detach();
         migrate(connection, &address).await?;
+        let errors = ErrorContext::new(address);
         Ok(Self {
+            deliveries: DeliveryWriter::new(pool.clone(), errors.clone()),
             step_pool: pool.clone(),
             pool,
-            errors: ErrorContext::new(address),
+            errors,
         })
     }
 

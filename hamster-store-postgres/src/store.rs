@@ -1,6 +1,7 @@
 //! The [`Store`] implementation.
 
 use crate::PostgresStore;
+use crate::deliveries::run_insert_failed;
 use crate::error::{FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION, violation};
 use crate::json::{event_bytes, to_jsonb_text};
 use crate::rows::{
@@ -25,21 +26,33 @@ const DEFAULT_RUN_LIMIT: u32 = 100;
 const MAX_RUN_LIMIT: u32 = 1000;
 
 /// Inserts the runs bound as arrays in `$1`…`$13` by [`RunArrays::bind`]; one statement
-/// whatever the number of runs.
+/// whatever the number of runs. With arguments, one more array (`", $21::text[]"`) is
+/// unnested beside them as one more column of `new_run` (`", owner"`), for a `WHERE`.
 macro_rules! insert_runs_from_arrays {
     () => {
-        "INSERT INTO runs (id, handler_id, handler_name, handler_version, handler_spec, event, \
-             repository, delivery_id, status, created_at, started_at, finished_at, error) \
-         SELECT id, handler_id, handler_name, handler_version, handler_spec::jsonb, \
-             event, repository, delivery_id, status, created_at, started_at, \
-             finished_at, error \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::bytea[], \
-             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
-             $12::timestamptz[], $13::text[]) \
-             AS new_run (id, handler_id, handler_name, handler_version, handler_spec, event, \
-             repository, delivery_id, status, created_at, started_at, finished_at, error)"
+        insert_runs_from_arrays!("", "")
+    };
+    ($extra_array:literal, $extra_column:literal) => {
+        concat!(
+            "INSERT INTO runs (id, handler_id, handler_name, handler_version, handler_spec, \
+                 event, repository, delivery_id, status, created_at, started_at, finished_at, \
+                 error) \
+             SELECT id, handler_id, handler_name, handler_version, handler_spec::jsonb, \
+                 event, repository, delivery_id, status, created_at, started_at, \
+                 finished_at, error \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], \
+                 $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
+                 $11::timestamptz[], $12::timestamptz[], $13::text[]",
+            $extra_array,
+            ") AS new_run (id, handler_id, handler_name, handler_version, handler_spec, \
+                 event, repository, delivery_id, status, created_at, started_at, \
+                 finished_at, error",
+            $extra_column,
+            ")"
+        )
     };
 }
+pub(crate) use insert_runs_from_arrays;
 
 /// Bumps the handlers revision when the data-modifying CTE `changed` touched a row.
 macro_rules! bump_revision_if_changed {
@@ -51,7 +64,7 @@ macro_rules! bump_revision_if_changed {
 
 /// Runs column by column, to be bound as arrays.
 #[derive(Default)]
-struct RunArrays {
+pub(crate) struct RunArrays {
     ids: Vec<Uuid>,
     handler_ids: Vec<Uuid>,
     handler_names: Vec<String>,
@@ -68,30 +81,35 @@ struct RunArrays {
 }
 
 impl RunArrays {
-    fn new(runs: Vec<RunRecord>) -> Result<Self, StoreError> {
+    pub(crate) fn new<'a>(
+        runs: impl IntoIterator<Item = &'a RunRecord>,
+    ) -> Result<Self, StoreError> {
         let mut arrays = Self::default();
         for run in runs {
             arrays.ids.push(run.id.0);
             arrays.handler_ids.push(run.handler_id.0);
-            arrays.handler_names.push(run.handler_name);
+            arrays.handler_names.push(run.handler_name.clone());
             arrays.handler_versions.push(run.handler_version);
             arrays
                 .handler_specs
                 .push(to_jsonb_text(&run.handler, "a run's handler")?);
             arrays.events.push(event_bytes(&run.event)?);
-            arrays.repositories.push(run.repository);
-            arrays.delivery_ids.push(run.delivery_id);
+            arrays.repositories.push(run.repository.clone());
+            arrays.delivery_ids.push(run.delivery_id.clone());
             arrays.statuses.push(run.status.as_str());
             arrays.created_at.push(run.created_at);
             arrays.started_at.push(run.started_at);
             arrays.finished_at.push(run.finished_at);
-            arrays.errors.push(run.error);
+            arrays.errors.push(run.error.clone());
         }
         Ok(arrays)
     }
 
     /// Binds `$1`…`$13` of [`insert_runs_from_arrays`].
-    fn bind(self, query: Query<'_, Postgres, PgArguments>) -> Query<'_, Postgres, PgArguments> {
+    pub(crate) fn bind(
+        self,
+        query: Query<'_, Postgres, PgArguments>,
+    ) -> Query<'_, Postgres, PgArguments> {
         query
             .bind(self.ids)
             .bind(self.handler_ids)
@@ -119,16 +137,7 @@ impl PostgresStore {
         &'a self,
         doing: &'a str,
     ) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
-        move |error| match violation(&error) {
-            Some((code, Some(constraint)))
-                if code == UNIQUE_VIOLATION && constraint == "runs_pkey" =>
-            {
-                StoreError::Backend(format!(
-                    "a run with the same id is stored already (while {doing}); run ids must be new"
-                ))
-            }
-            _ => self.errors.map(doing, error),
-        }
+        move |error| run_insert_failed(&self.errors, doing, error)
     }
 
     /// Maps an error from writing a handler: a taken name becomes `HandlerExists`.
@@ -189,17 +198,6 @@ fn handler_not_found(id: HandlerId) -> StoreError {
         what: "handler",
         id: id.to_string(),
     }
-}
-
-/// `run_ids` of `delivery` followed by the ids of `runs` it does not list yet.
-fn delivery_run_ids(delivery: &DeliveryRecord, runs: &[RunRecord]) -> Vec<Uuid> {
-    let mut ids: Vec<Uuid> = delivery.run_ids.iter().map(|id| id.0).collect();
-    for run in runs {
-        if !ids.contains(&run.id.0) {
-            ids.push(run.id.0);
-        }
-    }
-    ids
 }
 
 /// Byte offsets travel as BIGINT.
@@ -368,49 +366,7 @@ impl Store for PostgresStore {
         delivery: DeliveryRecord,
         runs: Vec<RunRecord>,
     ) -> Result<DeliveryOutcome, StoreError> {
-        const DOING: &str = "recording a delivery";
-        let run_ids = delivery_run_ids(&delivery, &runs);
-        let headers = to_jsonb_text(&delivery.headers, "the delivery's headers")?;
-        // One statement, so one transaction and one round trip: the delivery and its runs
-        // are written together or not at all.
-        let query = sqlx::query(concat!(
-            "WITH delivery AS (INSERT INTO deliveries \
-                 (id, event, received_at, headers, body, run_ids) \
-                 VALUES ($14, $15, $16, $17::jsonb, $18, $19) \
-                 ON CONFLICT (id) DO NOTHING RETURNING id), \
-             new_runs AS (",
-            insert_runs_from_arrays!(),
-            " WHERE EXISTS (SELECT 1 FROM delivery)) \
-             SELECT EXISTS (SELECT 1 FROM delivery)"
-        ));
-        let row = RunArrays::new(runs)?
-            .bind(query)
-            .bind(&delivery.id)
-            .bind(&delivery.event)
-            .bind(delivery.received_at)
-            .bind(headers)
-            .bind(&delivery.body)
-            .bind(run_ids)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(self.run_insert_failed(DOING))?;
-        let recorded: bool = row.try_get(0).map_err(self.failed(DOING))?;
-        if recorded {
-            return Ok(DeliveryOutcome::Recorded);
-        }
-        // A separate statement: when the first delivery committed while this one waited
-        // on the conflict, only a new snapshot sees it.
-        let row = sqlx::query("SELECT run_ids FROM deliveries WHERE id = $1")
-            .bind(&delivery.id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(self.failed("reading a duplicate delivery's runs"))?;
-        let ids: Vec<Uuid> = row
-            .try_get(0)
-            .map_err(self.failed("reading a duplicate delivery's runs"))?;
-        Ok(DeliveryOutcome::Duplicate(
-            ids.into_iter().map(RunId).collect(),
-        ))
+        self.deliveries.record(delivery, runs).await
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
@@ -457,7 +413,7 @@ impl Store for PostgresStore {
             " WHERE EXISTS (SELECT 1 FROM delivery)) \
              SELECT EXISTS (SELECT 1 FROM delivery)"
         ));
-        let row = RunArrays::new(runs)?
+        let row = RunArrays::new(&runs)?
             .bind(query)
             .bind(delivery_id)
             .bind(run_ids)
@@ -479,7 +435,7 @@ impl Store for PostgresStore {
         if runs.is_empty() {
             return Ok(());
         }
-        RunArrays::new(runs)?
+        RunArrays::new(&runs)?
             .bind(sqlx::query(insert_runs_from_arrays!()))
             .execute(&self.pool)
             .await
@@ -760,19 +716,5 @@ mod tests {
         assert_eq!(text_from_char_boundary(bytes[1..].to_vec()).unwrap(), "😀x");
         assert_eq!(text_from_char_boundary(bytes[3..].to_vec()).unwrap(), "x");
         assert_eq!(text_from_char_boundary(Vec::new()).unwrap(), "");
-    }
-
-    #[test]
-    fn delivery_run_ids_keep_order_without_duplicates() {
-        let listed = RunId::new();
-        let delivery = DeliveryRecord {
-            id: "d".to_owned(),
-            event: "push".to_owned(),
-            received_at: Utc::now(),
-            headers: BTreeMap::new(),
-            body: Vec::new(),
-            run_ids: vec![listed],
-        };
-        assert_eq!(delivery_run_ids(&delivery, &[]), vec![listed.0]);
     }
 }

@@ -338,6 +338,97 @@ async fn concurrent_redeliveries_create_one_set_of_runs() {
     test.finish().await;
 }
 
+/// Many deliveries at once share statements (group commit); each must still get its own
+/// outcome: 20 distinct ids, each sent 4 times with its own candidate run; then a batch in
+/// which some deliveries reuse a taken run id, which must fail alone.
+#[tokio::test]
+async fn concurrent_deliveries_are_batched_with_per_delivery_outcomes() {
+    let Some(test) =
+        TestStore::new("concurrent_deliveries_are_batched_with_per_delivery_outcomes").await
+    else {
+        return;
+    };
+    let store = Arc::new(test.store.clone());
+    let taken = run("linter", "octo/hello", now());
+    store.create_runs(vec![taken.clone()]).await.unwrap();
+
+    let mut calls = Vec::new();
+    for attempt in 0..4 {
+        for id in 0..20 {
+            let store = Arc::clone(&store);
+            calls.push(tokio::spawn(async move {
+                let candidate = run("linter", "octo/hello", now());
+                let outcome = store
+                    .record_delivery(
+                        delivery(&format!("batch-{id}"), vec![]),
+                        vec![candidate.clone()],
+                    )
+                    .await
+                    .unwrap();
+                (id, attempt, outcome, candidate.id)
+            }));
+        }
+    }
+    let outcomes = futures::future::try_join_all(calls).await.unwrap();
+
+    for id in 0..20 {
+        let of_id: Vec<_> = outcomes.iter().filter(|(i, ..)| *i == id).collect();
+        let winners: Vec<RunId> = of_id
+            .iter()
+            .filter(|(_, _, outcome, _)| *outcome == DeliveryOutcome::Recorded)
+            .map(|(.., run)| *run)
+            .collect();
+        assert_eq!(winners.len(), 1, "delivery batch-{id}: {of_id:?}");
+        for (_, _, outcome, _) in &of_id {
+            if let DeliveryOutcome::Duplicate(runs) = outcome {
+                assert_eq!(runs, &winners, "delivery batch-{id}");
+            }
+        }
+        let stored = store
+            .get_delivery(&format!("batch-{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.run_ids, winners);
+        assert!(store.get_run(winners[0]).await.unwrap().is_some());
+    }
+
+    // A batch where some deliveries reuse a taken run id: those fail alone, the others are
+    // recorded.
+    let mut calls = Vec::new();
+    for id in 0..10 {
+        let store = Arc::clone(&store);
+        let taken = taken.clone();
+        calls.push(tokio::spawn(async move {
+            let fresh = run("linter", "octo/hello", now());
+            let mut runs = vec![fresh.clone()];
+            if id % 3 == 0 {
+                runs.push(taken);
+            }
+            let outcome = store
+                .record_delivery(delivery(&format!("mixed-{id}"), vec![]), runs)
+                .await;
+            (id, outcome, fresh.id)
+        }));
+    }
+    for (id, outcome, fresh) in futures::future::try_join_all(calls).await.unwrap() {
+        let stored = store.get_delivery(&format!("mixed-{id}")).await.unwrap();
+        if id % 3 == 0 {
+            let clash = outcome.unwrap_err();
+            assert!(clash.to_string().contains("same id"), "{clash}");
+            assert_eq!(stored, None);
+            assert_eq!(store.get_run(fresh).await.unwrap(), None);
+        } else {
+            assert_eq!(outcome.unwrap(), DeliveryOutcome::Recorded);
+            assert_eq!(stored.unwrap().run_ids, vec![fresh]);
+        }
+    }
+    // The winners' runs, the 6 mixed deliveries' and the one created first; nothing else.
+    let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 20 + 6 + 1, "{runs:?}");
+    test.finish().await;
+}
+
 #[tokio::test]
 async fn runs_list_newest_first_with_filters_and_paging() {
     let Some(test) = TestStore::new("runs_list_newest_first_with_filters_and_paging").await else {

@@ -1,65 +1,88 @@
-//! Group commit: concurrent calls of one operation share a script call.
+//! Group commit for backends: concurrent calls of one operation share one round trip.
 //!
-//! A caller adds its item to the pending list and waits for its own reply. If no batch is
-//! on its way to Redis, it starts a sender task; while a batch is in flight, further items
-//! accumulate, and the sender takes them all as its next batch when the reply arrives. So a
-//! lone call is sent at once (no timer, no added latency), and under load the batch grows
-//! to what arrived during one round trip: the number of script calls per job falls as the
-//! load rises, which is where the time goes (each `EVALSHA` costs Redis and the client a
-//! fixed overhead far above the work of acking or enqueueing one small job).
+//! A caller adds its item to the pending list and waits for its own reply. If fewer than
+//! `max_senders` batches are on their way to the backend, it starts a sender task; otherwise
+//! items accumulate, and a sender takes them all as its next batch when its reply arrives.
+//! So a lone call is sent at once (no timer, no added latency), and under load the batch
+//! grows to what arrived during one round trip: the number of statements or script calls
+//! per item falls as the load rises, which is where the time goes (each round trip, commit
+//! or `EVALSHA` costs a fixed overhead far above the work of one small item).
 //!
 //! The sender is a spawned task rather than whichever caller came first, so that a caller
 //! that stops waiting (its future dropped by a `select!` or a timeout) cannot strand the
 //! others.
 
-use hamster_core::queue::QueueError;
+use crate::queue::QueueError;
+use crate::store::StoreError;
 use parking_lot::Mutex;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
-type ReplySender<Reply> = oneshot::Sender<Result<Reply, QueueError>>;
+type ReplySender<Reply, Error> = oneshot::Sender<Result<Reply, Error>>;
+
+/// The errors a [`Coalescer`] hands its callers: every caller of a failed batch gets a copy
+/// of the batch's error, and a caller whose batch was lost is told so.
+pub trait BatchError: Send + 'static {
+    /// The same error again, for the next caller of a failed batch.
+    fn copy(&self) -> Self;
+    /// The batch was abandoned before the backend answered (the runtime is shutting down,
+    /// or the sender panicked): it may or may not have been applied.
+    fn abandoned(what: &str) -> Self;
+    /// The backend answered a batch with the wrong number of replies.
+    fn mismatched(message: String) -> Self;
+}
 
 /// Batches items of one kind of operation; see the module documentation.
-pub(crate) struct Coalescer<Item, Reply> {
-    pending: Mutex<Pending<Item, Reply>>,
-    /// The most items one batch takes, to bound how long one script holds Redis.
+pub struct Coalescer<Item, Reply, Error: BatchError> {
+    pending: Mutex<Pending<Item, Reply, Error>>,
+    /// The most items one batch takes, to bound how long one batch holds the backend.
     max_batch: usize,
-    /// What the operation is, for the error of a caller whose batch was abandoned.
+    /// The most batches in flight at once.
+    max_senders: usize,
+    /// What the operation is ("ack", "delivery"), for errors.
     what: &'static str,
 }
 
-struct Pending<Item, Reply> {
-    waiting: Vec<(Item, ReplySender<Reply>)>,
-    /// Whether a sender task is running; it clears this when it finds nothing to send.
-    sending: bool,
+struct Pending<Item, Reply, Error> {
+    waiting: Vec<(Item, ReplySender<Reply, Error>)>,
+    /// Sender tasks running; each stops (and decrements this) when it finds nothing to send.
+    senders: usize,
 }
 
-impl<Item, Reply> std::fmt::Debug for Coalescer<Item, Reply> {
+impl<Item, Reply, Error: BatchError> std::fmt::Debug for Coalescer<Item, Reply, Error> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pending = self.pending.lock();
         f.debug_struct("Coalescer")
             .field("what", &self.what)
             .field("waiting", &pending.waiting.len())
-            .field("sending", &pending.sending)
+            .field("senders", &pending.senders)
             .finish()
     }
 }
 
-impl<Item, Reply> Coalescer<Item, Reply>
+impl<Item, Reply, Error> Coalescer<Item, Reply, Error>
 where
     Item: Send + 'static,
     Reply: Send + 'static,
+    Error: BatchError,
 {
-    /// A coalescer whose batches hold at most `max_batch` items (at least 1) of the
-    /// operation `what` ("ack", "enqueue").
-    pub(crate) fn new(what: &'static str, max_batch: usize) -> Arc<Self> {
+    /// A coalescer of the operation `what` ("ack", "delivery") whose batches hold at most
+    /// `max_batch` items, with one batch in flight at a time.
+    pub fn new(what: &'static str, max_batch: usize) -> Arc<Self> {
+        Self::with_senders(what, max_batch, 1)
+    }
+
+    /// Like [`new`](Self::new), with up to `max_senders` batches in flight at once (for
+    /// backends that work on several connections in parallel).
+    pub fn with_senders(what: &'static str, max_batch: usize, max_senders: usize) -> Arc<Self> {
         Arc::new(Self {
             pending: Mutex::new(Pending {
                 waiting: Vec::new(),
-                sending: false,
+                senders: 0,
             }),
             max_batch: max_batch.max(1),
+            max_senders: max_senders.max(1),
             what,
         })
     }
@@ -69,20 +92,24 @@ where
     /// `send` performs one batch and must return one reply per item, in order; it is called
     /// only if this call has to start a sender task, and then for every batch that task
     /// sends. An error of `send` is the error of every item of that batch.
-    pub(crate) async fn submit<SendBatch, Sent>(
+    pub async fn submit<SendBatch, Sent>(
         self: &Arc<Self>,
         item: Item,
         send: SendBatch,
-    ) -> Result<Reply, QueueError>
+    ) -> Result<Reply, Error>
     where
         SendBatch: FnMut(Vec<Item>) -> Sent + Send + 'static,
-        Sent: Future<Output = Result<Vec<Reply>, QueueError>> + Send + 'static,
+        Sent: Future<Output = Result<Vec<Reply>, Error>> + Send + 'static,
     {
         let (reply, replied) = oneshot::channel();
         let start_sender = {
             let mut pending = self.pending.lock();
             pending.waiting.push((item, reply));
-            !std::mem::replace(&mut pending.sending, true)
+            let start = pending.senders < self.max_senders;
+            if start {
+                pending.senders += 1;
+            }
+            start
         };
         if start_sender {
             tokio::spawn(Arc::clone(self).send_until_empty(send));
@@ -91,18 +118,14 @@ where
             Ok(outcome) => outcome,
             // The sender task ended without answering: the runtime is shutting down, or the
             // task panicked. The operation may or may not have reached Redis.
-            Err(_) => Err(QueueError::Backend(format!(
-                "the {} was abandoned before Redis answered (the runtime is shutting down?); \
-                 it may or may not have been applied",
-                self.what
-            ))),
+            Err(_) => Err(Error::abandoned(self.what)),
         }
     }
 
     async fn send_until_empty<SendBatch, Sent>(self: Arc<Self>, mut send: SendBatch)
     where
         SendBatch: FnMut(Vec<Item>) -> Sent,
-        Sent: Future<Output = Result<Vec<Reply>, QueueError>>,
+        Sent: Future<Output = Result<Vec<Reply>, Error>>,
     {
         // Whatever else ends this task (a panic, the runtime dropping it), the next caller
         // must be able to start a sender, and callers still waiting must be told.
@@ -111,17 +134,18 @@ where
             armed: true,
         };
         loop {
-            let batch: Vec<(Item, ReplySender<Reply>)> = {
+            let batch: Vec<(Item, ReplySender<Reply, Error>)> = {
                 let mut pending = self.pending.lock();
                 if pending.waiting.is_empty() {
-                    pending.sending = false;
+                    pending.senders -= 1;
                     guard.armed = false;
                     return;
                 }
                 let take = pending.waiting.len().min(self.max_batch);
                 pending.waiting.drain(..take).collect()
             };
-            let (items, replies): (Vec<Item>, Vec<ReplySender<Reply>>) = batch.into_iter().unzip();
+            let (items, replies): (Vec<Item>, Vec<ReplySender<Reply, Error>>) =
+                batch.into_iter().unzip();
             let expected = items.len();
             match send(items).await {
                 Ok(outcomes) if outcomes.len() == expected => {
@@ -137,12 +161,12 @@ where
                         outcomes.len()
                     );
                     for reply in replies {
-                        let _ = reply.send(Err(QueueError::Corrupt(error.clone())));
+                        let _ = reply.send(Err(Error::mismatched(error.clone())));
                     }
                 }
                 Err(error) => {
                     for reply in replies {
-                        let _ = reply.send(Err(copy_error(&error)));
+                        let _ = reply.send(Err(error.copy()));
                     }
                 }
             }
@@ -150,32 +174,74 @@ where
     }
 }
 
-/// Resets the `sending` flag when a sender task ends abnormally, dropping the reply senders
-/// of the items it never took so that their callers get an error instead of waiting forever.
-/// Disarmed on the normal exit, where a new sender may already own the flag.
-struct SenderGuard<'a, Item, Reply> {
-    coalescer: &'a Coalescer<Item, Reply>,
+/// Gives back a sender's slot when its task ends abnormally. When it was the last sender,
+/// it drops the reply senders of the items nobody will take, so that their callers get an
+/// error instead of waiting forever. Disarmed on the normal exit, which gives the slot back
+/// itself.
+struct SenderGuard<'a, Item, Reply, Error: BatchError> {
+    coalescer: &'a Coalescer<Item, Reply, Error>,
     armed: bool,
 }
 
-impl<Item, Reply> Drop for SenderGuard<'_, Item, Reply> {
+impl<Item, Reply, Error: BatchError> Drop for SenderGuard<'_, Item, Reply, Error> {
     fn drop(&mut self) {
         if self.armed {
             let mut pending = self.coalescer.pending.lock();
-            pending.sending = false;
-            pending.waiting.clear();
+            pending.senders -= 1;
+            if pending.senders == 0 {
+                pending.waiting.clear();
+            }
         }
     }
 }
 
-/// `QueueError` is not `Clone` (it is a contract type); every caller of a failed batch gets
-/// the same error.
-fn copy_error(error: &QueueError) -> QueueError {
-    match error {
-        QueueError::LeaseLost(id) => QueueError::LeaseLost(id.clone()),
-        QueueError::NotFound(id) => QueueError::NotFound(id.clone()),
-        QueueError::Backend(message) => QueueError::Backend(message.clone()),
-        QueueError::Corrupt(message) => QueueError::Corrupt(message.clone()),
+/// Neither contract error is `Clone` (their variants are public API); every caller of a
+/// failed batch gets the same error.
+impl BatchError for QueueError {
+    fn copy(&self) -> Self {
+        match self {
+            Self::LeaseLost(id) => Self::LeaseLost(id.clone()),
+            Self::NotFound(id) => Self::NotFound(id.clone()),
+            Self::Backend(message) => Self::Backend(message.clone()),
+            Self::Corrupt(message) => Self::Corrupt(message.clone()),
+        }
+    }
+    fn abandoned(what: &str) -> Self {
+        Self::Backend(format!(
+            "the {what} was abandoned before the queue answered (the runtime is shutting \
+             down?); it may or may not have been applied"
+        ))
+    }
+    fn mismatched(message: String) -> Self {
+        Self::Corrupt(message)
+    }
+}
+
+impl BatchError for StoreError {
+    fn copy(&self) -> Self {
+        match self {
+            Self::HandlerExists(name) => Self::HandlerExists(name.clone()),
+            Self::NotFound { what, id } => Self::NotFound {
+                what,
+                id: id.clone(),
+            },
+            Self::Conflict { what, id, expected } => Self::Conflict {
+                what,
+                id: id.clone(),
+                expected: *expected,
+            },
+            Self::Backend(message) => Self::Backend(message.clone()),
+            Self::Corrupt(message) => Self::Corrupt(message.clone()),
+        }
+    }
+    fn abandoned(what: &str) -> Self {
+        Self::Backend(format!(
+            "the {what} was abandoned before the store answered (the runtime is shutting \
+             down?); it may or may not have been applied"
+        ))
+    }
+    fn mismatched(message: String) -> Self {
+        Self::Corrupt(message)
     }
 }
 
@@ -204,7 +270,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lone_call_is_sent_at_once_in_a_batch_of_one() {
-        let coalescer = Coalescer::new("test", 10);
+        let coalescer = Coalescer::<_, _, QueueError>::new("test", 10);
         let batches = Arc::new(Mutex::new(Vec::new()));
         let started = tokio::time::Instant::now();
         let reply = coalescer
@@ -225,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_arriving_during_a_round_trip_share_the_next_batch() {
-        let coalescer = Coalescer::new("test", 100);
+        let coalescer = Coalescer::<_, _, QueueError>::new("test", 100);
         let batches = Arc::new(Mutex::new(Vec::new()));
         let first = tokio::spawn({
             let coalescer = coalescer.clone();
@@ -252,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_are_capped() {
-        let coalescer = Coalescer::new("test", 4);
+        let coalescer = Coalescer::<_, _, QueueError>::new("test", 4);
         let batches = Arc::new(Mutex::new(Vec::new()));
         let calls: Vec<_> = (0..10u32)
             .map(|item| coalescer.submit(item, doubling(batches.clone(), Duration::ZERO)))
@@ -268,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_each_of_its_calls_and_the_next_batch_still_runs() {
-        let coalescer = Coalescer::new("test", 100);
+        let coalescer = Coalescer::<_, _, QueueError>::new("test", 100);
         let sent = Arc::new(Mutex::new(0));
         let send = {
             let sent = sent.clone();
@@ -310,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_number_of_replies_is_reported_not_misassigned() {
-        let coalescer = Coalescer::new("ack", 100);
+        let coalescer = Coalescer::<_, _, QueueError>::new("ack", 100);
         let outcome = coalescer
             .submit(1u32, |_items: Vec<u32>| async { Ok(Vec::<u32>::new()) })
             .await;
@@ -322,7 +388,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_sender_fails_its_callers_and_does_not_block_later_calls() {
-        let coalescer = Coalescer::new("ack", 100);
+        let coalescer = Coalescer::<_, _, QueueError>::new("ack", 100);
         let outcome = coalescer
             .submit(1u32, |_items: Vec<u32>| async {
                 panic!("the sender failed");
@@ -342,8 +408,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_several_senders_a_second_batch_leaves_while_the_first_is_in_flight() {
+        let coalescer = Coalescer::<_, _, QueueError>::with_senders("test", 100, 2);
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let started = tokio::time::Instant::now();
+        let mut calls = Vec::new();
+        for item in 1..=3 {
+            let coalescer = coalescer.clone();
+            let send = doubling(batches.clone(), Duration::from_millis(200));
+            calls.push(tokio::spawn(
+                async move { coalescer.submit(item, send).await },
+            ));
+            // Each call arrives after the previous one's batch left.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut replies = Vec::new();
+        for call in calls {
+            replies.push(call.await.unwrap().unwrap());
+        }
+        assert_eq!(replies, [2, 4, 6]);
+        // Two senders: the first two calls left at once, each alone; the third waited for
+        // a sender to come back.
+        assert_eq!(*batches.lock(), [1, 1, 1]);
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(600),
+            "{elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_caller_that_stops_waiting_does_not_strand_the_others() {
-        let coalescer = Coalescer::new("test", 100);
+        let coalescer = Coalescer::<_, _, QueueError>::new("test", 100);
         let batches = Arc::new(Mutex::new(Vec::new()));
         // The first caller starts the sender, then gives up before its reply.
         let first = coalescer.submit(1, doubling(batches.clone(), Duration::from_millis(50)));
