@@ -332,3 +332,39 @@ async fn clones_share_one_database_and_debug_shows_only_the_path() {
     );
     assert_eq!(backend.path(), path);
 }
+
+/// The writer never checkpoints (`wal_autocheckpoint=0`); a task of the backend does, so
+/// what is committed reaches the database file without anyone asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_writes_are_checkpointed_into_the_file_in_the_background() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("hamster.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let handler = backend
+        .create_handler(sample_handler("checkpointed"), String::new())
+        .await
+        .unwrap();
+    let file_size = || std::fs::metadata(&path).unwrap().len();
+    let before = file_size();
+    let runs: Vec<_> = (0..200)
+        .map(|_| sample_run(&handler, "octo/hello"))
+        .collect();
+    backend.create_runs(runs).await.unwrap();
+    let wal = std::fs::metadata(directory.path().join("hamster.db-wal"))
+        .unwrap()
+        .len();
+    assert!(wal > 100_000, "the runs should be in the WAL: {wal} bytes");
+
+    // The runs take more than half their WAL frames' size once in the file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while file_size() < before + wal / 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runs were not checkpointed into the file within 5 s: {} bytes, {before} before, \
+             WAL {wal}",
+            file_size()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    backend.close().await;
+}
