@@ -203,6 +203,45 @@ impl EventRecord {
     }
 }
 
+/// The key of [`EventRecord::data`] that holds the delivery's payload.
+const PAYLOAD: &str = "payload";
+
+impl EventRecord {
+    /// This event as JSON, without `data.payload`: for a store that keeps the payload once,
+    /// with the delivery it came in (see [`DeliveryRecord::body_is_payload`]). The payload
+    /// is neither serialized nor copied.
+    ///
+    /// [`DeliveryRecord::body_is_payload`]: crate::store::DeliveryRecord::body_is_payload
+    pub fn to_json_without_payload(&self) -> serde_json::Result<Vec<u8>> {
+        let data = match &*self.data {
+            Value::Object(map) if map.contains_key(PAYLOAD) => Arc::new(Value::Object(
+                map.iter()
+                    .filter(|(key, _)| key.as_str() != PAYLOAD)
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
+            )),
+            _ => self.data.clone(),
+        };
+        serde_json::to_vec(&EventRecord {
+            name: self.name.clone(),
+            delivery_id: self.delivery_id.clone(),
+            source: self.source.clone(),
+            data,
+        })
+    }
+
+    /// Puts back the payload that [`to_json_without_payload`](Self::to_json_without_payload)
+    /// left out, from the delivery's body.
+    pub fn restore_payload(&mut self, body: &[u8]) -> serde_json::Result<()> {
+        let payload: Value = serde_json::from_slice(body)?;
+        // Only object data ever has a payload left out.
+        if let Value::Object(map) = Arc::make_mut(&mut self.data) {
+            map.insert(PAYLOAD.to_owned(), payload);
+        }
+        Ok(())
+    }
+}
+
 impl Event for EventRecord {
     fn name(&self) -> &str {
         &self.name
@@ -243,4 +282,51 @@ pub struct EnrichError {
 pub trait SourceEnricher: Send + Sync + Debug {
     /// Fills the deferred fields of `source`.
     async fn enrich(&self, source: &mut SourceRecord) -> Result<(), EnrichError>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Unwrapping is how a test says "this must succeed".
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(data: Value) -> EventRecord {
+        EventRecord {
+            name: "pull_request.opened".to_owned(),
+            delivery_id: Some("d-1".to_owned()),
+            source: SourceRecord {
+                kind: "pull_request".to_owned(),
+                repository: Repository::new("github.com", "octo", "hello"),
+                fields: Arc::new(json!({"number": 7})),
+                checkout: None,
+                deferred: Vec::new(),
+            },
+            data: Arc::new(data),
+        }
+    }
+
+    #[test]
+    fn a_payload_left_out_is_restored_from_the_body() {
+        let body = br#"{"action": "opened", "pull_request": {"title": "T\u00e9st \u0000"}}"#;
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        let original = event(json!({"action": "opened", "sender": "octocat", "payload": payload}));
+
+        let stored = original.to_json_without_payload().unwrap();
+        let text = String::from_utf8(stored.clone()).unwrap();
+        assert!(!text.contains("pull_request\":{"), "{text}");
+        assert!(text.contains("\"sender\":\"octocat\""), "{text}");
+
+        let mut read: EventRecord = serde_json::from_slice(&stored).unwrap();
+        assert_ne!(read, original);
+        read.restore_payload(body).unwrap();
+        assert_eq!(read, original);
+        assert!(read.restore_payload(b"{not json").is_err());
+    }
+
+    #[test]
+    fn events_without_a_payload_are_written_whole() {
+        let original = event(json!({"action": "opened"}));
+        let stored = original.to_json_without_payload().unwrap();
+        assert_eq!(stored, serde_json::to_vec(&original).unwrap());
+    }
 }

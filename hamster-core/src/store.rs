@@ -240,6 +240,12 @@ pub struct DeliveryRecord {
     pub body: Vec<u8>,
     /// The runs it created.
     pub run_ids: Vec<RunId>,
+    /// Whether the body, parsed as JSON, is the `payload` in the data of the events this
+    /// delivery's runs were created for (true of GitHub's deliveries). A store may then keep
+    /// that payload once, with the delivery, instead of once more in every run: it is most
+    /// of what intake writes (see [`Store`]'s contract).
+    #[serde(default)]
+    pub body_is_payload: bool,
 }
 
 /// What [`Store::record_delivery`] did.
@@ -329,7 +335,11 @@ impl StoreError {
 ///   The store never validates handlers: the engine does, before it stores them.
 /// - Deliveries: [`record_delivery`](Store::record_delivery) is atomic and idempotent on the
 ///   delivery id: the first call stores the delivery and its runs together; any later call
-///   with the same id writes nothing and returns the first call's run ids.
+///   with the same id writes nothing and returns the first call's run ids. When the delivery
+///   says [`body_is_payload`](DeliveryRecord::body_is_payload), the store may leave
+///   `data.payload` out of the runs it stores for that delivery
+///   ([`EventRecord::to_json_without_payload`]) and put the body back when it reads them
+///   ([`EventRecord::restore_payload`]): runs always read back whole.
 /// - Runs: [`transition_run`](Store::transition_run) is a compare-and-set on status; it sets
 ///   `started_at` the first time a run becomes `running` and `finished_at` when it becomes
 ///   terminal. Runs list newest first.

@@ -483,6 +483,7 @@ async fn redelivery_creates_no_second_run() {
         headers: Default::default(),
         body: b"{}".to_vec(),
         run_ids: vec![],
+        body_is_payload: false,
     };
     let event = pr_event("pull_request.opened", "Hello-World");
     let (first, d1) = kit

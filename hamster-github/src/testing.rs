@@ -154,6 +154,7 @@ impl WebhookTestKit for TestKit {
                 .collect(),
             body: delivery.body.clone(),
             run_ids: Vec::new(),
+            body_is_payload: true,
         };
         let events: Vec<_> = parsed
             .events

@@ -155,6 +155,7 @@ async fn github_webhook(State(state): State<AppState>, request: Request) -> Resp
         headers: kept_headers(headers),
         body: Vec::from(body),
         run_ids: Vec::new(),
+        body_is_payload: true,
     };
     match state.engine.dispatch(&events, Some(record)).await {
         Ok(dispatch) => {

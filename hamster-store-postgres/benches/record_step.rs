@@ -196,6 +196,7 @@ fn benches(c: &mut Criterion) {
                         )]),
                         body: vec![b'x'; 4096],
                         run_ids: vec![run.id],
+                        body_is_payload: false,
                     };
                     store
                         .record_delivery(delivery, vec![run])

@@ -146,6 +146,7 @@ async fn insert(
     let mut received_at: Vec<DateTime<Utc>> = Vec::with_capacity(items.len());
     let mut headers = Vec::with_capacity(items.len());
     let mut bodies: Vec<&[u8]> = Vec::with_capacity(items.len());
+    let mut bodies_are_payloads = Vec::with_capacity(items.len());
     // `run_ids` of each delivery, flattened: (its position, starting at 1, and a run id).
     let mut run_owners: Vec<i64> = Vec::new();
     let mut run_ids: Vec<Uuid> = Vec::new();
@@ -157,6 +158,7 @@ async fn insert(
         received_at.push(delivery.received_at);
         headers.push(to_jsonb_text(&delivery.headers, "a delivery's headers")?);
         bodies.push(&delivery.body);
+        bodies_are_payloads.push(delivery.body_is_payload);
         for id in delivery_run_ids(delivery, &item.runs) {
             run_owners.push(position);
             run_ids.push(id);
@@ -165,21 +167,33 @@ async fn insert(
     }
     let query = sqlx::query(concat!(
         "WITH batch AS (SELECT * FROM UNNEST($14::text[], $15::text[], $16::timestamptz[], \
-             $17::text[], $18::bytea[]) WITH ORDINALITY \
-             AS d (id, event, received_at, headers, body, position)), \
+             $17::text[], $18::bytea[], $22::bool[]) WITH ORDINALITY \
+             AS d (id, event, received_at, headers, body, body_is_payload, position)), \
          new_delivery AS (INSERT INTO deliveries \
-             (id, event, received_at, headers, body, run_ids) \
+             (id, event, received_at, headers, body, run_ids, body_is_payload) \
              SELECT d.id, d.event, d.received_at, d.headers::jsonb, d.body, \
                  ARRAY(SELECT r.run_id FROM UNNEST($19::int8[], $20::uuid[]) WITH ORDINALITY \
-                     AS r (position, run_id, n) WHERE r.position = d.position ORDER BY r.n) \
+                     AS r (position, run_id, n) WHERE r.position = d.position ORDER BY r.n), \
+                 d.body_is_payload \
              FROM batch d \
              ON CONFLICT (id) DO NOTHING RETURNING id), \
          new_runs AS (",
-        insert_runs_from_arrays!(", $21::text[]", ", owner"),
+        insert_runs_from_arrays!(
+            ", $21::text[], $23::bool[]",
+            ", owner, payload_in_delivery",
+            ", payload_in_delivery"
+        ),
         " WHERE owner IN (SELECT id FROM new_delivery)) \
          SELECT id FROM new_delivery"
     ));
-    let rows = RunArrays::new(items.iter().flat_map(|item| &item.runs))?
+    let runs = items.iter().flat_map(|item| {
+        item.runs
+            .iter()
+            .map(|run| (run, payload_stays_in_delivery(&item.delivery, run)))
+    });
+    let arrays = RunArrays::with_payloads(runs)?;
+    let payloads_in_delivery = arrays.payloads_in_delivery.clone();
+    let rows = arrays
         .bind(query)
         .bind(ids)
         .bind(events)
@@ -189,6 +203,8 @@ async fn insert(
         .bind(run_owners)
         .bind(run_ids)
         .bind(runs_delivery)
+        .bind(bodies_are_payloads)
+        .bind(payloads_in_delivery)
         .fetch_all(pool)
         .await
         .map_err(|error| run_insert_failed(errors, DOING, error))?;
@@ -230,6 +246,13 @@ fn vanished(id: &str) -> StoreError {
         "delivery `{id}` was recorded by another writer and then removed before its runs \
          could be read; redeliver it"
     ))
+}
+
+/// Whether `run` is stored without its payload, which `delivery`'s body holds.
+fn payload_stays_in_delivery(delivery: &DeliveryRecord, run: &RunRecord) -> bool {
+    delivery.body_is_payload
+        && run.delivery_id.as_deref() == Some(delivery.id.as_str())
+        && run.event.data.get("payload").is_some()
 }
 
 /// Maps an error from inserting runs: a taken run id is reported as such.
@@ -274,6 +297,7 @@ mod tests {
             headers: BTreeMap::new(),
             body: Vec::new(),
             run_ids: vec![listed],
+            body_is_payload: false,
         };
         assert_eq!(delivery_run_ids(&delivery, &[]), vec![listed.0]);
     }

@@ -41,6 +41,13 @@ pub(crate) fn event_bytes(event: &EventRecord) -> Result<Vec<u8>, StoreError> {
         .map_err(|error| StoreError::Backend(format!("cannot serialize a run's event: {error}")))
 }
 
+/// A run's event without its payload, which its delivery keeps.
+pub(crate) fn event_bytes_without_payload(event: &EventRecord) -> Result<Vec<u8>, StoreError> {
+    event
+        .to_json_without_payload()
+        .map_err(|error| StoreError::Backend(format!("cannot serialize a run's event: {error}")))
+}
+
 /// Replaces U+0000 in every string and key of `value`; whether anything changed.
 fn replace_nul(value: &mut Value) -> bool {
     match value {

@@ -23,11 +23,17 @@ macro_rules! handler_columns {
     };
 }
 
-/// The `runs` columns [`run`] reads, in SQL.
+/// The `runs` columns [`run`] reads, in SQL: with the delivery's body when the run's payload
+/// was left in it (an empty body if that delivery is gone, which fails to restore rather
+/// than reading back an event without its payload).
 macro_rules! run_columns {
     () => {
         "id, handler_id, handler_name, handler_version, handler_spec, event, repository, \
-         delivery_id, status, created_at, started_at, finished_at, error"
+         delivery_id, status, created_at, started_at, finished_at, error, \
+         CASE WHEN payload_in_delivery THEN \
+             COALESCE((SELECT body FROM deliveries WHERE deliveries.id = runs.delivery_id), \
+                 ''::bytea) \
+         END AS payload_body"
     };
 }
 
@@ -41,7 +47,7 @@ macro_rules! step_columns {
 /// The `deliveries` columns [`delivery`] reads, in SQL.
 macro_rules! delivery_columns {
     () => {
-        "id, event, received_at, headers, body, run_ids"
+        "id, event, received_at, headers, body, run_ids, body_is_payload"
     };
 }
 
@@ -98,13 +104,22 @@ pub(crate) fn handler(row: &PgRow) -> Result<HandlerRecord, StoreError> {
 pub(crate) fn run(row: &PgRow) -> Result<RunRecord, StoreError> {
     const TABLE: &str = "runs";
     let status: String = get(row, TABLE, "status")?;
+    let mut event = get_json_bytes::<EventRecord>(row, TABLE, "event")?;
+    if let Some(body) = get::<Option<&[u8]>>(row, TABLE, "payload_body")? {
+        event.restore_payload(body).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "runs.event: its payload is kept with its delivery, whose body could not be \
+                 read back as JSON (was the delivery deleted?): {error}"
+            ))
+        })?;
+    }
     Ok(RunRecord {
         id: RunId(get(row, TABLE, "id")?),
         handler_id: HandlerId(get(row, TABLE, "handler_id")?),
         handler_name: get(row, TABLE, "handler_name")?,
         handler_version: get(row, TABLE, "handler_version")?,
         handler: get_json::<HandlerSpec>(row, TABLE, "handler_spec")?,
-        event: get_json_bytes::<EventRecord>(row, TABLE, "event")?,
+        event,
         repository: get(row, TABLE, "repository")?,
         delivery_id: get(row, TABLE, "delivery_id")?,
         status: status
@@ -143,6 +158,7 @@ pub(crate) fn delivery(row: &PgRow) -> Result<DeliveryRecord, StoreError> {
         headers: get_json::<BTreeMap<String, String>>(row, TABLE, "headers")?,
         body: get(row, TABLE, "body")?,
         run_ids: run_ids.into_iter().map(RunId).collect(),
+        body_is_payload: get(row, TABLE, "body_is_payload")?,
     })
 }
 

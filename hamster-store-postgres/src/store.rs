@@ -3,7 +3,7 @@
 use crate::PostgresStore;
 use crate::deliveries::run_insert_failed;
 use crate::error::{FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION, violation};
-use crate::json::{event_bytes, to_jsonb_text};
+use crate::json::{event_bytes, event_bytes_without_payload, to_jsonb_text};
 use crate::rows::{
     self, delivery_columns, handler_columns, run_columns, step_columns, unsigned_at,
 };
@@ -26,28 +26,31 @@ const DEFAULT_RUN_LIMIT: u32 = 100;
 const MAX_RUN_LIMIT: u32 = 1000;
 
 /// Inserts the runs bound as arrays in `$1`…`$13` by [`RunArrays::bind`]; one statement
-/// whatever the number of runs. With arguments, one more array (`", $21::text[]"`) is
-/// unnested beside them as one more column of `new_run` (`", owner"`), for a `WHERE`.
+/// whatever the number of runs. With arguments, more arrays (`", $21::text[]"`) are
+/// unnested beside them as more columns of `new_run` (`", owner"`, for a `WHERE`), of which
+/// those named in the third argument (`", payload_in_delivery"`) are inserted too.
 macro_rules! insert_runs_from_arrays {
     () => {
-        insert_runs_from_arrays!("", "")
+        insert_runs_from_arrays!("", "", "")
     };
-    ($extra_array:literal, $extra_column:literal) => {
+    ($extra_arrays:literal, $extra_columns:literal, $extra_inserted:literal) => {
         concat!(
             "INSERT INTO runs (id, handler_id, handler_name, handler_version, handler_spec, \
                  event, repository, delivery_id, status, created_at, started_at, finished_at, \
-                 error) \
-             SELECT id, handler_id, handler_name, handler_version, handler_spec::jsonb, \
+                 error",
+            $extra_inserted,
+            ") SELECT id, handler_id, handler_name, handler_version, handler_spec::jsonb, \
                  event, repository, delivery_id, status, created_at, started_at, \
-                 finished_at, error \
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], \
+                 finished_at, error",
+            $extra_inserted,
+            " FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], \
                  $6::bytea[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
                  $11::timestamptz[], $12::timestamptz[], $13::text[]",
-            $extra_array,
+            $extra_arrays,
             ") AS new_run (id, handler_id, handler_name, handler_version, handler_spec, \
                  event, repository, delivery_id, status, created_at, started_at, \
                  finished_at, error",
-            $extra_column,
+            $extra_columns,
             ")"
         )
     };
@@ -78,14 +81,25 @@ pub(crate) struct RunArrays {
     started_at: Vec<Option<DateTime<Utc>>>,
     finished_at: Vec<Option<DateTime<Utc>>>,
     errors: Vec<Option<String>>,
+    /// Not bound by [`bind`](Self::bind): only intake inserts it.
+    pub(crate) payloads_in_delivery: Vec<bool>,
 }
 
 impl RunArrays {
+    /// The runs, each with its whole event.
     pub(crate) fn new<'a>(
         runs: impl IntoIterator<Item = &'a RunRecord>,
     ) -> Result<Self, StoreError> {
+        Self::with_payloads(runs.into_iter().map(|run| (run, false)))
+    }
+
+    /// The runs, each with whether its event's payload is left out (kept with its delivery).
+    pub(crate) fn with_payloads<'a>(
+        runs: impl IntoIterator<Item = (&'a RunRecord, bool)>,
+    ) -> Result<Self, StoreError> {
         let mut arrays = Self::default();
-        for run in runs {
+        for (run, payload_in_delivery) in runs {
+            arrays.payloads_in_delivery.push(payload_in_delivery);
             arrays.ids.push(run.id.0);
             arrays.handler_ids.push(run.handler_id.0);
             arrays.handler_names.push(run.handler_name.clone());
@@ -93,7 +107,11 @@ impl RunArrays {
             arrays
                 .handler_specs
                 .push(to_jsonb_text(&run.handler, "a run's handler")?);
-            arrays.events.push(event_bytes(&run.event)?);
+            arrays.events.push(if payload_in_delivery {
+                event_bytes_without_payload(&run.event)?
+            } else {
+                event_bytes(&run.event)?
+            });
             arrays.repositories.push(run.repository.clone());
             arrays.delivery_ids.push(run.delivery_id.clone());
             arrays.statuses.push(run.status.as_str());

@@ -77,6 +77,7 @@ fn delivery(id: &str, run_ids: Vec<RunId>) -> DeliveryRecord {
         ]),
         body: b"{\"action\":\"opened\"}\0\xff".to_vec(),
         run_ids,
+        body_is_payload: false,
     }
 }
 
@@ -803,5 +804,37 @@ async fn large_columns_use_lz4_when_the_server_has_it() {
     for (column, method) in &methods {
         assert_eq!(method, expected, "compression of {column}");
     }
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn a_payload_that_is_the_delivery_body_is_stored_once() {
+    let Some(test) = TestStore::new("a_payload_that_is_the_delivery_body_is_stored_once").await
+    else {
+        return;
+    };
+    let body = br#"{"action":"opened","marker":"only-in-the-payload"}"#;
+    let mut stored = run("linter", "octo/hello", now());
+    stored.delivery_id = Some("d-once".to_owned());
+    stored.event.data = json!({"action": "opened", "payload": serde_json::from_slice::<serde_json::Value>(body).unwrap()}).into();
+    let mut record = delivery("d-once", vec![stored.id]);
+    record.body = body.to_vec();
+    record.body_is_payload = true;
+    test.store
+        .record_delivery(record, vec![stored.clone()])
+        .await
+        .unwrap();
+    let (kept_apart, event): (bool, Vec<u8>) =
+        sqlx::query_as("SELECT payload_in_delivery, event FROM runs WHERE id = $1")
+            .bind(stored.id.0)
+            .fetch_one(test.store.pool())
+            .await
+            .unwrap();
+    assert!(kept_apart);
+    assert!(!String::from_utf8_lossy(&event).contains("only-in-the-payload"));
+    assert_eq!(
+        test.store.get_run(stored.id).await.unwrap().unwrap().event,
+        stored.event
+    );
     test.finish().await;
 }

@@ -28,6 +28,7 @@ async fn full_run(backend: &SqliteBackend, handler: &HandlerRecord, delivery: St
         headers: BTreeMap::from([("x-github-event".to_owned(), "pull_request".to_owned())]),
         body: br#"{"action":"opened","number":7}"#.to_vec(),
         run_ids: vec![run.id],
+        body_is_payload: false,
     };
     backend
         .record_delivery(delivery, vec![run.clone()])

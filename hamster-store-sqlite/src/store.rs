@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::TryStreamExt;
+use hamster_core::event::EventRecord;
 use hamster_core::handler::HandlerSpec;
 use hamster_core::store::{
     DeliveryOutcome, DeliveryRecord, HandlerId, HandlerRecord, LogChunk, RunFilter, RunId,
@@ -35,7 +36,15 @@ const RUN_COLUMNS: &str = "id, handler_id, handler_name, handler_version, handle
      repository, delivery_id, status, created_at, started_at, finished_at, error";
 const STEP_COLUMNS: &str =
     "key, name, action, status, attempt, started_at, finished_at, data, error";
-const DELIVERY_COLUMNS: &str = "id, event, received_at, headers, body, run_ids";
+/// [`RUN_COLUMNS`] as read: with the delivery's body when the run's payload was left in it
+/// (an empty body if that delivery is gone, which fails to restore rather than reading back
+/// an event without its payload).
+const RUN_SELECT: &str = "id, handler_id, handler_name, handler_version, handler, event, \
+     repository, delivery_id, status, created_at, started_at, finished_at, error, \
+     CASE WHEN payload_in_delivery THEN \
+         COALESCE((SELECT body FROM deliveries WHERE deliveries.id = runs.delivery_id), x'') \
+     END AS payload_body";
+const DELIVERY_COLUMNS: &str = "id, event, received_at, headers, body, run_ids, body_is_payload";
 
 // ---------------------------------------------------------------------------------------
 // Encoding and decoding.
@@ -102,13 +111,23 @@ fn handler_from_row(row: &SqliteRow) -> Result<HandlerRecord, StoreError> {
 
 fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let status: &str = column(row, "status")?;
+    let mut event: EventRecord = json_column(row, "event")?;
+    let payload_body: Option<&[u8]> = column(row, "payload_body")?;
+    if let Some(body) = payload_body {
+        event.restore_payload(body).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "the payload of a run's event is kept with its delivery, whose body could not \
+                 be read back as JSON (was the delivery deleted?): {error}"
+            ))
+        })?;
+    }
     Ok(RunRecord {
         id: RunId(uuid_column(row, "id")?),
         handler_id: HandlerId(uuid_column(row, "handler_id")?),
         handler_name: column(row, "handler_name")?,
         handler_version: column(row, "handler_version")?,
         handler: json_column(row, "handler")?,
-        event: json_column(row, "event")?,
+        event,
         repository: column(row, "repository")?,
         delivery_id: column(row, "delivery_id")?,
         status: status.parse().map_err(StoreError::Corrupt)?,
@@ -157,6 +176,7 @@ fn delivery_from_row(row: &SqliteRow) -> Result<DeliveryRecord, StoreError> {
         headers: json_column(row, "headers")?,
         body: column(row, "body")?,
         run_ids: json_column(row, "run_ids")?,
+        body_is_payload: column(row, "body_is_payload")?,
     })
 }
 
@@ -243,15 +263,16 @@ async fn insert_runs(
     Ok(())
 }
 
-/// `write` with the values of `run` bound, in [`RUN_COLUMNS`]' order.
-fn bind_run(write: Write, run: &RunRecord) -> Result<Write, StoreError> {
+/// `write` with the values of `run` bound, in [`RUN_COLUMNS`]' order, its event as the JSON
+/// `event`.
+fn bind_run(write: Write, run: &RunRecord, event: String) -> Result<Write, StoreError> {
     Ok(write
         .bind(run.id.to_string())
         .bind(run.handler_id.to_string())
         .bind(&run.handler_name)
         .bind(run.handler_version)
         .bind(to_json("a run's handler", &run.handler)?)
-        .bind(to_json("a run's event", &run.event)?)
+        .bind(event)
         .bind(&run.repository)
         .bind(run.delivery_id.as_ref())
         .bind(run.status.as_str())
@@ -259,6 +280,13 @@ fn bind_run(write: Write, run: &RunRecord) -> Result<Write, StoreError> {
         .bind(run.started_at.map(to_micros))
         .bind(run.finished_at.map(to_micros))
         .bind(run.error.as_ref()))
+}
+
+/// Whether `run` is stored without its payload, which `delivery`'s body holds.
+fn payload_stays_in_delivery(delivery: &DeliveryRecord, run: &RunRecord) -> bool {
+    delivery.body_is_payload
+        && run.delivery_id.as_deref() == Some(delivery.id.as_str())
+        && run.event.data.get("payload").is_some()
 }
 
 /// The run ids of a stored delivery, or `None` if there is no such delivery.
@@ -480,19 +508,33 @@ impl Store for SqliteBackend {
         // for a duplicate.
         let mut write = Write::default();
         for run in &runs {
+            let payload_in_delivery = payload_stays_in_delivery(&delivery, run);
+            let event = if payload_in_delivery {
+                let json = run.event.to_json_without_payload().map_err(|error| {
+                    StoreError::Backend(format!("could not encode a run's event as JSON: {error}"))
+                })?;
+                // serde_json writes UTF-8; the check is for the TEXT column.
+                String::from_utf8(json).map_err(|error| {
+                    StoreError::Backend(format!("a run's event is not UTF-8 JSON: {error}"))
+                })?
+            } else {
+                to_json("a run's event", &run.event)?
+            };
             write = bind_run(
                 write.then(format!(
-                    "INSERT INTO runs ({RUN_COLUMNS}) \
-                     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+                    "INSERT INTO runs ({RUN_COLUMNS}, payload_in_delivery) \
+                     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
                      WHERE NOT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)"
                 )),
                 run,
+                event,
             )?
+            .bind(payload_in_delivery)
             .bind(&delivery.id);
         }
         let write = write
             .then(format!(
-                "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) \
+                "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&delivery.id)
@@ -501,6 +543,7 @@ impl Store for SqliteBackend {
             .bind(headers)
             .bind(delivery.body)
             .bind(run_ids)
+            .bind(delivery.body_is_payload)
             .then("SELECT run_ids FROM deliveries WHERE id = ?")
             .bind(&delivery.id);
         let mut executed =
@@ -606,7 +649,7 @@ impl Store for SqliteBackend {
     }
 
     async fn get_run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
+        let sql = format!("SELECT {RUN_SELECT} FROM runs WHERE id = ?");
         let row = sqlx::query(&sql)
             .bind(id.to_string())
             .fetch_optional(self.readers())
@@ -649,7 +692,7 @@ impl Store for SqliteBackend {
             format!("WHERE {}", conditions.join(" AND "))
         };
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs {where_clause} \
+            "SELECT {RUN_SELECT} FROM runs {where_clause} \
              ORDER BY created_at DESC, id DESC LIMIT ?"
         );
         let mut query = sqlx::query(&sql);
@@ -693,7 +736,7 @@ impl Store for SqliteBackend {
             let write = Write::new(format!(
                 "UPDATE runs SET status = ?, started_at = COALESCE(started_at, ?), \
                  finished_at = ?, error = COALESCE(?, error) \
-                 WHERE id = ? AND status IN ({from_list}) RETURNING {RUN_COLUMNS}"
+                 WHERE id = ? AND status IN ({from_list}) RETURNING {RUN_SELECT}"
             ))
             .bind(to.as_str())
             .bind((to == RunStatus::Running).then_some(now))

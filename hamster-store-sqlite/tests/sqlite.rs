@@ -49,6 +49,7 @@ async fn handlers_runs_steps_logs_deliveries_and_jobs_survive_a_reopen() {
         headers: BTreeMap::from([("x-github-event".to_owned(), "pull_request".to_owned())]),
         body: b"{\"action\":\"opened\"}".to_vec(),
         run_ids: vec![run.id],
+        body_is_payload: false,
     };
     backend
         .record_delivery(delivery.clone(), vec![run.clone()])
@@ -171,6 +172,7 @@ async fn concurrent_writers_on_one_file_never_fail_with_busy() {
                         headers: BTreeMap::new(),
                         body: Vec::new(),
                         run_ids: vec![run.id],
+                        body_is_payload: false,
                     };
                     backend.record_delivery(delivery, vec![run.clone()]).await?;
                     backend.enqueue(NewJob::new(json!(run.id))).await?;
@@ -366,5 +368,59 @@ async fn committed_writes_are_checkpointed_into_the_file_in_the_background() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    backend.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_is_the_delivery_body_is_stored_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("hamster.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let handler = backend
+        .create_handler(sample_handler("once"), String::new())
+        .await
+        .unwrap();
+    let body = br#"{"action":"opened","marker":"only-in-the-payload"}"#;
+    let mut run = sample_run(&handler, "octo/hello");
+    run.delivery_id = Some("d-once".to_owned());
+    run.event.data = Arc::new(
+        json!({"action": "opened", "payload": serde_json::from_slice::<serde_json::Value>(body).unwrap()}),
+    );
+    let delivery = DeliveryRecord {
+        id: "d-once".to_owned(),
+        event: "pull_request".to_owned(),
+        received_at: Utc::now(),
+        headers: BTreeMap::new(),
+        body: body.to_vec(),
+        run_ids: vec![run.id],
+        body_is_payload: true,
+    };
+    backend
+        .record_delivery(delivery, vec![run.clone()])
+        .await
+        .unwrap();
+    backend.close().await;
+
+    let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    let (kept_apart, event): (bool, String) =
+        sqlx::query_as("SELECT payload_in_delivery, event FROM runs WHERE id = ?")
+            .bind(run.id.to_string())
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+    assert!(kept_apart);
+    assert!(!event.contains("only-in-the-payload"), "{event}");
+    drop(raw);
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    assert_eq!(
+        backend.get_run(run.id).await.unwrap().unwrap().event,
+        run.event
+    );
     backend.close().await;
 }

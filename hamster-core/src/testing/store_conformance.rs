@@ -72,6 +72,7 @@ where
         handler_list_sorted_by_name,
         handlers_revision_changes,
         delivery_recorded_with_runs,
+        delivery_body_as_payload_reads_back_whole,
         delivery_duplicate_writes_nothing,
         delivery_atomic_on_failure,
         delivery_list_newest_first,
@@ -357,6 +358,7 @@ fn sample_delivery(id: &str, received_at: DateTime<Utc>) -> DeliveryRecord {
         ]),
         body,
         run_ids: Vec::new(),
+        body_is_payload: false,
     }
 }
 
@@ -852,6 +854,63 @@ async fn delivery_recorded_with_runs<S: Store>(c: Check, store: S) {
         "get_delivery of an unknown id",
         &None,
         &c.ok("get_delivery", store.get_delivery("d-unknown").await),
+    );
+}
+
+/// A store may keep the payload of a delivery's runs only once, with the delivery: every
+/// way of reading a run still gives the whole event, while runs created otherwise, or
+/// whose event has no payload, keep theirs.
+async fn delivery_body_as_payload_reads_back_whole<S: Store>(c: Check, store: S) {
+    let handler = handler(c, &store, "on-delivery").await;
+    let body =
+        br#"{"action":"opened","pull_request":{"title":"\u00fcn\u00efcode \ud83d\udc39","n":7}}"#;
+    let payload: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(payload) => payload,
+        Err(error) => c.fail(format_args!("the test payload is JSON: {error}")),
+    };
+    let mut runs = runs_for_delivery(&handler, "d-payload", 3);
+    for run in &mut runs[..2] {
+        run.event.data =
+            Arc::new(json!({"action": "opened", "sender": "octocat", "payload": payload}));
+    }
+    // The third has no payload in its data: nothing to take from the delivery.
+    let mut delivery = sample_delivery("d-payload", now_ms());
+    delivery.body = body.to_vec();
+    delivery.body_is_payload = true;
+    delivery.run_ids = ids(&runs);
+    c.ok(
+        "record_delivery",
+        store.record_delivery(delivery.clone(), runs.clone()).await,
+    );
+    let got = c.some(
+        "get_delivery",
+        c.ok("get_delivery", store.get_delivery("d-payload").await),
+    );
+    c.eq_delivery("get_delivery keeps body_is_payload", &delivery, &got);
+    for run in &runs {
+        let stored = c.some("get_run", c.ok("get_run", store.get_run(run.id).await));
+        c.eq_run("get_run gives the event with its payload", run, &stored);
+    }
+    let listed = c.ok("list_runs", store.list_runs(&RunFilter::default()).await);
+    for run in &runs {
+        match listed.iter().find(|listed| listed.id == run.id) {
+            Some(listed) => c.eq_run("list_runs gives the event with its payload", run, listed),
+            None => c.fail(format_args!("list_runs lacks run {}", run.id)),
+        }
+    }
+    let claimed = c.some(
+        "transition_run of a queued run",
+        c.ok(
+            "transition_run",
+            store
+                .transition_run(runs[0].id, &[RunStatus::Queued], RunStatus::Running, None)
+                .await,
+        ),
+    );
+    c.eq(
+        "transition_run returns the event with its payload",
+        &runs[0].event,
+        &claimed.event,
     );
 }
 
