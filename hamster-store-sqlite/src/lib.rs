@@ -198,7 +198,14 @@ impl SqliteBackend {
             path: path.clone(),
             source,
         };
-        let mut writer = connect.connect().await.map_err(open_failed)?;
+        // The writer's texts are few but come in up to four forms each (with or without
+        // `BEGIN` / `COMMIT`; see `writer`): room for all of them in the statement cache.
+        let mut writer = connect
+            .clone()
+            .statement_cache_capacity(256)
+            .connect()
+            .await
+            .map_err(open_failed)?;
         MIGRATOR
             .run(&mut writer)
             .await

@@ -325,22 +325,24 @@ async fn execute(
     let statements: usize = writes.iter().map(|write| write.statements.len()).sum();
     let executed = if texts.len() == 1 {
         // One text: `BEGIN` and `COMMIT` travel with it, in one round trip.
-        execute_text(connection, writes, statements > 1).await?
+        let transaction = statements > 1;
+        execute_text(connection, writes, transaction, transaction).await?
     } else {
-        connection.execute("BEGIN IMMEDIATE").await?;
+        // `BEGIN` travels with the first text and `COMMIT` with the last, so that the write
+        // lock is held for no more round trips than there are texts (other processes on
+        // the file wait for it).
+        let last = texts.len() - 1;
         let mut executed = Vec::with_capacity(statements);
-        for text in texts {
-            match execute_text(connection, text, false).await {
+        for (index, text) in texts.into_iter().enumerate() {
+            match execute_text(connection, text, index == 0, index == last).await {
                 Ok(results) => executed.extend(results),
                 Err(error) => {
-                    roll_back(connection).await;
+                    if index > 0 {
+                        roll_back(connection).await;
+                    }
                     return Err(error);
                 }
             }
-        }
-        if let Err(error) = connection.execute("COMMIT").await {
-            roll_back(connection).await;
-            return Err(error);
         }
         executed
     };
@@ -380,15 +382,17 @@ fn texts<'w, 'a>(writes: &'w [&'a Write]) -> Vec<&'w [&'a Write]> {
     texts
 }
 
-/// Executes `writes` as one command text, in `BEGIN IMMEDIATE … COMMIT` if `transaction`;
-/// one result per statement of the writes.
+/// Executes `writes` as one command text, preceded by `BEGIN IMMEDIATE` if `begin` and
+/// followed by `COMMIT` if `commit`; one result per statement of the writes. When the text
+/// fails, the transaction it began is rolled back.
 async fn execute_text(
     connection: &mut SqliteConnection,
     writes: &[&Write],
-    transaction: bool,
+    begin: bool,
+    commit: bool,
 ) -> Result<Vec<Executed>, sqlx::Error> {
     let mut sql = String::new();
-    if transaction {
+    if begin {
         sql.push_str("BEGIN IMMEDIATE;\n");
     }
     let mut arguments = SqliteArguments::default();
@@ -399,21 +403,23 @@ async fn execute_text(
         }
         write.add_values_to(&mut arguments)?;
     }
-    if transaction {
+    if commit {
         sql.push_str("COMMIT");
     }
     let mut executed = match run_statements(connection, &sql, arguments).await {
         Ok(executed) => executed,
         Err(error) => {
-            if transaction {
+            if begin {
                 roll_back(connection).await;
             }
             return Err(error);
         }
     };
-    if transaction {
-        // The `BEGIN` and `COMMIT` results.
+    // The `BEGIN` and `COMMIT` results.
+    if commit {
         executed.pop();
+    }
+    if begin && !executed.is_empty() {
         executed.remove(0);
     }
     Ok(executed)
