@@ -74,10 +74,13 @@ async fn record_batch(
     // A delivery id seen twice in one statement would be a conflict with itself; repeats
     // are recorded after the batch, where they meet the first as a stored duplicate.
     let mut seen = HashSet::with_capacity(batch.len());
-    let (first, repeats): (Vec<_>, Vec<_>) = batch
+    let (mut first, repeats): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .enumerate()
         .partition(|(_, item)| seen.insert(item.delivery.id.clone()));
+    // Two batches in flight take their rows' locks in the same order, so that concurrent
+    // redeliveries cannot deadlock them.
+    first.sort_by(|(_, a), (_, b)| a.delivery.id.cmp(&b.delivery.id));
     let mut outcomes: Vec<Option<Outcome>> = Vec::new();
     outcomes.resize_with(first.len() + repeats.len(), || None);
 
@@ -129,7 +132,15 @@ async fn record_batch(
     }
     outcomes
         .into_iter()
-        .map(|outcome| outcome.unwrap_or_else(|| Err(vanished("?"))))
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Err(StoreError::Backend(
+                    "a delivery of a batch was given no outcome (a bug in the batching); \
+                     it may or may not be recorded"
+                        .to_owned(),
+                ))
+            })
+        })
         .collect()
 }
 
