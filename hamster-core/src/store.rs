@@ -248,6 +248,17 @@ pub struct DeliveryRecord {
     pub body_is_payload: bool,
 }
 
+impl DeliveryRecord {
+    /// Whether a store may keep `run`'s payload only once, in this delivery's body: the
+    /// delivery says its body is the payload, `run` came from it, and `run`'s event has a
+    /// payload to leave out.
+    pub fn holds_payload_of(&self, run: &RunRecord) -> bool {
+        self.body_is_payload
+            && run.delivery_id.as_deref() == Some(self.id.as_str())
+            && run.event.data.get("payload").is_some()
+    }
+}
+
 /// What [`Store::record_delivery`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryOutcome {

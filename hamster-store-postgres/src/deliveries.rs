@@ -200,7 +200,7 @@ async fn insert(
     let runs = items.iter().flat_map(|item| {
         item.runs
             .iter()
-            .map(|run| (run, payload_stays_in_delivery(&item.delivery, run)))
+            .map(|run| (run, item.delivery.holds_payload_of(run)))
     });
     let arrays = RunArrays::with_payloads(runs)?;
     let payloads_in_delivery = arrays.payloads_in_delivery.clone();
@@ -257,13 +257,6 @@ fn vanished(id: &str) -> StoreError {
         "delivery `{id}` was recorded by another writer and then removed before its runs \
          could be read; redeliver it"
     ))
-}
-
-/// Whether `run` is stored without its payload, which `delivery`'s body holds.
-fn payload_stays_in_delivery(delivery: &DeliveryRecord, run: &RunRecord) -> bool {
-    delivery.body_is_payload
-        && run.delivery_id.as_deref() == Some(delivery.id.as_str())
-        && run.event.data.get("payload").is_some()
 }
 
 /// Maps an error from inserting runs: a taken run id is reported as such.

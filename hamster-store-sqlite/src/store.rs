@@ -282,13 +282,6 @@ fn bind_run(write: Write, run: &RunRecord, event: String) -> Result<Write, Store
         .bind(run.error.as_ref()))
 }
 
-/// Whether `run` is stored without its payload, which `delivery`'s body holds.
-fn payload_stays_in_delivery(delivery: &DeliveryRecord, run: &RunRecord) -> bool {
-    delivery.body_is_payload
-        && run.delivery_id.as_deref() == Some(delivery.id.as_str())
-        && run.event.data.get("payload").is_some()
-}
-
 /// The run ids of a stored delivery, or `None` if there is no such delivery.
 async fn delivery_run_ids(
     connection: &mut SqliteConnection,
@@ -508,7 +501,7 @@ impl Store for SqliteBackend {
         // for a duplicate.
         let mut write = Write::default();
         for run in &runs {
-            let payload_in_delivery = payload_stays_in_delivery(&delivery, run);
+            let payload_in_delivery = delivery.holds_payload_of(run);
             let event = if payload_in_delivery {
                 let json = run.event.to_json_without_payload().map_err(|error| {
                     StoreError::Backend(format!("could not encode a run's event as JSON: {error}"))
