@@ -36,14 +36,16 @@
 //!   of a write (see `docs/benchmarks/sqlite.md`). So each write is a fixed list of
 //!   statements with no decision taken in between (`record_delivery` inserts its runs
 //!   `WHERE NOT EXISTS` the delivery, then the delivery `ON CONFLICT DO NOTHING`), and the
-//!   writer task sends all the writes that queued up while it was busy as one command: one
-//!   SQL text `BEGIN IMMEDIATE; …; COMMIT`. Each caller gets its own statements' results;
-//!   if anything in the group fails, it is rolled back and its writes are executed again
-//!   one by one, so an error fails only the write that caused it. Writes in a group are
-//!   concurrent (no caller has an answer yet), so any order is a valid one: they are sorted
-//!   by their statements so that a group's text repeats and stays in sqlx's statement cache
-//!   (writes with the same statements keep their order). A write whose caller stopped
-//!   waiting is still executed. The rare writes that decide between statements
+//!   writer task commits all the writes that queued up while it was busy as one
+//!   transaction. Each caller gets its own statements' results; if anything in the group
+//!   fails, it is rolled back and its writes are executed again one by one, so an error
+//!   fails only the write that caused it. Writes in a group are concurrent (no caller has an
+//!   answer yet), so any order is a valid one: they are sorted by their statements (writes
+//!   with the same statements keep their order) and sent as a few SQL texts of identical
+//!   writes in power-of-two counts, `BEGIN IMMEDIATE` with the first and `COMMIT` with the
+//!   last. So there are few distinct texts, each is prepared once and then found in sqlx's
+//!   statement cache, and a group costs one round trip per text. A write whose caller
+//!   stopped waiting is still executed. The rare writes that decide between statements
 //!   (`create_runs`, `add_delivery_runs`) run alone in a transaction of their own.
 //! - **Durability.** WAL journal mode with `synchronous=NORMAL`: a committed transaction
 //!   survives the process crashing or being killed (SIGKILL) at any point, since it is in
