@@ -21,11 +21,9 @@ use tokio::sync::oneshot;
 
 type ReplySender<Reply, Error> = oneshot::Sender<Result<Reply, Error>>;
 
-/// The errors a [`Coalescer`] hands its callers: every caller of a failed batch gets a copy
+/// The errors a [`Coalescer`] hands its callers: every caller of a failed batch gets a clone
 /// of the batch's error, and a caller whose batch was lost is told so.
-pub trait BatchError: Send + 'static {
-    /// The same error again, for the next caller of a failed batch.
-    fn copy(&self) -> Self;
+pub trait BatchError: Clone + Send + 'static {
     /// The batch was abandoned before the backend answered (the runtime is shutting down,
     /// or the sender panicked): it may or may not have been applied.
     fn abandoned(what: &str) -> Self;
@@ -166,7 +164,7 @@ where
                 }
                 Err(error) => {
                     for reply in replies {
-                        let _ = reply.send(Err(error.copy()));
+                        let _ = reply.send(Err(error.clone()));
                     }
                 }
             }
@@ -195,22 +193,9 @@ impl<Item, Reply, Error: BatchError> Drop for SenderGuard<'_, Item, Reply, Error
     }
 }
 
-/// Neither contract error is `Clone` (their variants are public API); every caller of a
-/// failed batch gets the same error.
 impl BatchError for QueueError {
-    fn copy(&self) -> Self {
-        match self {
-            Self::LeaseLost(id) => Self::LeaseLost(id.clone()),
-            Self::NotFound(id) => Self::NotFound(id.clone()),
-            Self::Backend(message) => Self::Backend(message.clone()),
-            Self::Corrupt(message) => Self::Corrupt(message.clone()),
-        }
-    }
     fn abandoned(what: &str) -> Self {
-        Self::Backend(format!(
-            "the {what} was abandoned before the queue answered (the runtime is shutting \
-             down?); it may or may not have been applied"
-        ))
+        Self::Backend(abandoned(what, "queue"))
     }
     fn mismatched(message: String) -> Self {
         Self::Corrupt(message)
@@ -218,31 +203,19 @@ impl BatchError for QueueError {
 }
 
 impl BatchError for StoreError {
-    fn copy(&self) -> Self {
-        match self {
-            Self::HandlerExists(name) => Self::HandlerExists(name.clone()),
-            Self::NotFound { what, id } => Self::NotFound {
-                what,
-                id: id.clone(),
-            },
-            Self::Conflict { what, id, expected } => Self::Conflict {
-                what,
-                id: id.clone(),
-                expected: *expected,
-            },
-            Self::Backend(message) => Self::Backend(message.clone()),
-            Self::Corrupt(message) => Self::Corrupt(message.clone()),
-        }
-    }
     fn abandoned(what: &str) -> Self {
-        Self::Backend(format!(
-            "the {what} was abandoned before the store answered (the runtime is shutting \
-             down?); it may or may not have been applied"
-        ))
+        Self::Backend(abandoned(what, "store"))
     }
     fn mismatched(message: String) -> Self {
         Self::Corrupt(message)
     }
+}
+
+fn abandoned(what: &str, backend: &str) -> String {
+    format!(
+        "the {what} was abandoned before the {backend} answered (the runtime is shutting \
+         down?); it may or may not have been applied"
+    )
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ pub struct QueueStats {
 }
 
 /// Why a queue operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum QueueError {
     /// The lease expired and the job may have been handed to another consumer; the caller
     /// no longer owns it and must not ack it.

@@ -294,7 +294,7 @@ pub struct LogChunk {
 }
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// A handler with this name exists already (from [`Store::create_handler`]).
     #[error("a handler named `{0}` exists already; update it instead, or choose another name")]

@@ -12,7 +12,7 @@ use crate::error::{ErrorContext, UNIQUE_VIOLATION, violation};
 use crate::json::to_jsonb_text;
 use crate::store::{RunArrays, insert_runs_from_arrays};
 use chrono::{DateTime, Utc};
-use hamster_core::coalesce::{BatchError, Coalescer};
+use hamster_core::coalesce::Coalescer;
 use hamster_core::store::{DeliveryOutcome, DeliveryRecord, RunId, RunRecord, StoreError};
 use sqlx::{PgPool, Row};
 use std::collections::{HashMap, HashSet};
@@ -116,7 +116,7 @@ async fn record_batch(
                     .remove(item.delivery.id.as_str())
                     .map(DeliveryOutcome::Duplicate)
                     .ok_or_else(|| vanished(&item.delivery.id)),
-                Err(error) => Err(error.copy()),
+                Err(error) => Err(error.clone()),
             },
             Err(error) => Err(error),
         });
