@@ -202,8 +202,8 @@ async fn insert(
             .iter()
             .map(|run| (run, item.delivery.holds_payload_of(run)))
     });
-    let arrays = RunArrays::with_payloads(runs)?;
-    let payloads_in_delivery = arrays.payloads_in_delivery.clone();
+    let mut arrays = RunArrays::with_payloads(runs)?;
+    let payloads_in_delivery = std::mem::take(&mut arrays.payloads_in_delivery);
     let rows = arrays
         .bind(query)
         .bind(ids)
