@@ -173,6 +173,12 @@ pub struct EventRecord {
     /// See [`Event::source`].
     pub source: SourceRecord,
     /// See [`Event::data`]. Shared: runs and template scopes hold the same snapshot.
+    ///
+    /// At intake, `payload` may be left out when it is the body of the delivery the event
+    /// came with ([`DeliveryRecord::left_out_payload_of`]): the engine puts it back before
+    /// criteria that read it are evaluated, and stores put it back when they read runs.
+    ///
+    /// [`DeliveryRecord::left_out_payload_of`]: crate::store::DeliveryRecord::left_out_payload_of
     pub data: Arc<Value>,
 }
 
@@ -230,8 +236,13 @@ impl EventRecord {
         })
     }
 
+    /// Whether `data` holds a `payload`.
+    pub fn has_payload(&self) -> bool {
+        self.data.get(PAYLOAD).is_some()
+    }
+
     /// Puts back the payload that [`to_json_without_payload`](Self::to_json_without_payload)
-    /// left out, from the delivery's body.
+    /// (or intake) left out, from the delivery's body.
     pub fn restore_payload(&mut self, body: &[u8]) -> serde_json::Result<()> {
         let payload: Value = serde_json::from_slice(body)?;
         // Only object data ever has a payload left out.

@@ -241,21 +241,29 @@ pub struct DeliveryRecord {
     /// The runs it created.
     pub run_ids: Vec<RunId>,
     /// Whether the body, parsed as JSON, is the `payload` in the data of the events this
-    /// delivery's runs were created for (true of GitHub's deliveries). A store may then keep
-    /// that payload once, with the delivery, instead of once more in every run: it is most
-    /// of what intake writes (see [`Store`]'s contract).
+    /// delivery's runs were created for (true of GitHub's JSON deliveries). A store may then
+    /// keep that payload once, with the delivery, instead of once more in every run: it is
+    /// most of what intake writes (see [`Store`]'s contract). The events may also arrive
+    /// with the payload already left out (intake leaves it unparsed when no criteria read
+    /// it); the store puts it back all the same.
     #[serde(default)]
     pub body_is_payload: bool,
 }
 
 impl DeliveryRecord {
-    /// Whether a store may keep `run`'s payload only once, in this delivery's body: the
-    /// delivery says its body is the payload, `run` came from it, and `run`'s event has a
-    /// payload to leave out.
+    /// Whether `run`'s payload is this delivery's body, so that a store keeps it only once,
+    /// here: the delivery says its body is the payload, and `run` came from it. The run's
+    /// event may carry the payload or have it left out; either way it reads back with it.
     pub fn holds_payload_of(&self, run: &RunRecord) -> bool {
+        self.body_is_payload && run.delivery_id.as_deref() == Some(self.id.as_str())
+    }
+
+    /// Whether `event`, from this delivery, still lacks the payload that is this delivery's
+    /// body (see [`body_is_payload`](Self::body_is_payload)).
+    pub fn left_out_payload_of(&self, event: &EventRecord) -> bool {
         self.body_is_payload
-            && run.delivery_id.as_deref() == Some(self.id.as_str())
-            && run.event.data.get("payload").is_some()
+            && event.delivery_id.as_deref() == Some(self.id.as_str())
+            && !event.has_payload()
     }
 }
 
@@ -349,8 +357,9 @@ impl StoreError {
 ///   with the same id writes nothing and returns the first call's run ids. When the delivery
 ///   says [`body_is_payload`](DeliveryRecord::body_is_payload), the store may leave
 ///   `data.payload` out of the runs it stores for that delivery
-///   ([`EventRecord::to_json_without_payload`]) and put the body back when it reads them
-///   ([`EventRecord::restore_payload`]): runs always read back whole.
+///   ([`EventRecord::to_json_without_payload`]), and it must put the body back when it
+///   reads them ([`EventRecord::restore_payload`]), also into runs whose event came with
+///   the payload left out: runs always read back whole.
 /// - Runs: [`transition_run`](Store::transition_run) is a compare-and-set on status; it sets
 ///   `started_at` the first time a run becomes `running` and `finished_at` when it becomes
 ///   terminal. Runs list newest first.

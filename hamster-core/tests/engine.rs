@@ -250,6 +250,102 @@ async fn criteria_evaluation_error_does_not_match_and_says_why() {
     );
 }
 
+fn delivery_of(event: &EventRecord, body: &[u8]) -> DeliveryRecord {
+    DeliveryRecord {
+        id: event.delivery_id.clone().unwrap(),
+        event: "pull_request".into(),
+        received_at: chrono::Utc::now(),
+        headers: Default::default(),
+        body: body.to_vec(),
+        run_ids: vec![],
+        body_is_payload: true,
+    }
+}
+
+#[test]
+fn criteria_say_whether_they_read_the_payload() {
+    let reads = |criteria: &str| {
+        let yaml = format!(
+            "name: h\nevents: ['*']\ncriteria: '{}'\nactions: [{{action: shell_command}}]\n",
+            criteria.replace('\'', "''")
+        );
+        load_str(&yaml, "h.yaml", &fakes()).unwrap()[0]
+            .compiled
+            .criteria_read_payload()
+    };
+    assert!(reads("event.payload.pull_request.draft"));
+    assert!(reads("event.payload"));
+    assert!(reads("event[\"payload\"].pull_request.draft"));
+    assert!(reads("event | tojson is contains 'draft'"));
+    assert!(reads(
+        "source.repository is Hello-World and event.payload.number > 1"
+    ));
+    assert!(!reads("source.repository is Hello-World"));
+    assert!(!reads(
+        "event.sender == 'octocat' and event.action == 'opened'"
+    ));
+    assert!(!reads("event.payloads_are_not_payload"));
+}
+
+/// Intake may leave the payload in the delivery's body; criteria that read it still see it,
+/// and every run reads back with it.
+#[tokio::test]
+async fn criteria_see_a_payload_that_intake_left_in_the_delivery() {
+    let yaml = "name: not draft\nevents: [pull_request.opened]\ncriteria: event.payload.pull_request.draft == false\nactions: [{action: shell_command}]\n---\nname: by subscript\nevents: [pull_request.opened]\ncriteria: event[\"payload\"][\"pull_request\"][\"draft\"] == false\nactions: [{action: shell_command}]\n---\nname: no payload needed\nevents: [pull_request.opened]\ncriteria: source.repository is Hello-World\nactions: [{action: shell_command}]\n";
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("", true))
+        .handlers(yaml)
+        .build()
+        .await
+        .unwrap();
+    let mut event = pr_event("pull_request.opened", "Hello-World");
+    assert!(!event.has_payload());
+
+    let body = br#"{"action": "opened", "pull_request": {"draft": false}}"#;
+    let (runs, dispatch) = kit
+        .run_events(
+            std::slice::from_ref(&event),
+            Some(delivery_of(&event, body)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 3, "{:?}", dispatch.unmatched);
+    for report in &runs {
+        assert_eq!(
+            report.run.event.data["payload"]["pull_request"]["draft"],
+            false
+        );
+    }
+
+    event.delivery_id = Some("d-draft".to_owned());
+    let body = br#"{"action": "opened", "pull_request": {"draft": true}}"#;
+    let (runs, dispatch) = kit
+        .run_events(
+            std::slice::from_ref(&event),
+            Some(delivery_of(&event, body)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].run.handler_name, "no payload needed");
+    assert_eq!(dispatch.unmatched.len(), 2, "{:?}", dispatch.unmatched);
+
+    event.delivery_id = Some("d-not-json".to_owned());
+    let error = kit
+        .run_events(
+            std::slice::from_ref(&event),
+            Some(delivery_of(&event, b"{not json")),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("d-not-json") && error.contains("not JSON"),
+        "{error}"
+    );
+}
+
 fn errors(yaml: &str) -> HandlerErrors {
     load_str(yaml, "handlers/lint.yaml", &fakes()).unwrap_err()
 }

@@ -140,7 +140,9 @@ impl WebhookTestKit for TestKit {
         &self,
         delivery: &RecordedDelivery,
     ) -> Result<(Vec<RunReport>, Dispatch), WebhookTestError> {
-        let parsed = WebhookParser::new(None).parse(&delivery.headers, &delivery.body)?;
+        // As the server reads it: the payload left in the body unless criteria read it.
+        let parsed =
+            WebhookParser::new(None).parse_for_intake(&delivery.headers, &delivery.body)?;
         let record = DeliveryRecord {
             id: parsed.id.clone(),
             event: parsed.event.clone(),
@@ -154,13 +156,9 @@ impl WebhookTestKit for TestKit {
                 .collect(),
             body: delivery.body.clone(),
             run_ids: Vec::new(),
-            body_is_payload: true,
+            body_is_payload: parsed.body_is_payload,
         };
-        let events: Vec<_> = parsed
-            .events
-            .into_iter()
-            .map(|event| event.into_record())
-            .collect();
+        let events = parsed.events;
         Ok(self.run_events(&events, Some(record)).await?)
     }
 }

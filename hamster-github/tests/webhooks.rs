@@ -212,6 +212,80 @@ fn every_fixture_parses_with_its_name_and_kind() {
     }
 }
 
+/// Intake reads only part of each payload; with the payload put back from the body, its
+/// records are exactly those of a full parse, for every recorded payload.
+#[test]
+fn intake_reads_every_fixture_as_a_full_parse_does() {
+    let parser = WebhookParser::new(Some(SECRET));
+    for (folder, path) in &all_fixtures() {
+        let body = std::fs::read(path).unwrap();
+        let headers = headers(folder, Some(&sign(&body)));
+        let full = parser.parse(&headers, &body).unwrap();
+        let intake = parser
+            .parse_for_intake(&headers, &body)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        assert_eq!(
+            (&intake.id, &intake.event, &intake.hook_id, &intake.ping),
+            (&full.id, &full.event, &full.hook_id, &full.ping),
+            "{}",
+            path.display()
+        );
+        if full.is_ping() {
+            assert!(intake.events.is_empty() && !intake.body_is_payload);
+            continue;
+        }
+        assert!(intake.body_is_payload, "{}", path.display());
+        assert_eq!(intake.events.len(), 1);
+        let mut record = intake.events[0].clone();
+        assert!(!record.has_payload(), "{}", path.display());
+        let expected = full.events[0].clone().into_record();
+        // Source and data first, so that a difference shows without the whole payload.
+        assert_eq!(record.source, expected.source, "{}", path.display());
+        record.restore_payload(&body).unwrap();
+        assert_eq!(record, expected, "{}", path.display());
+    }
+}
+
+#[test]
+fn form_encoded_intake_keeps_the_payload_in_the_records() {
+    let json = fixture("pull_request/opened.payload.json");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", std::str::from_utf8(&json).unwrap())
+        .finish()
+        .into_bytes();
+    let mut headers = headers("pull_request", Some(&sign(&body)));
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    let parser = WebhookParser::new(Some(SECRET));
+    let intake = parser.parse_for_intake(&headers, &body).unwrap();
+    assert!(
+        !intake.body_is_payload,
+        "the body is a form, not the payload"
+    );
+    let full = parser.parse(&headers, &body).unwrap();
+    assert_eq!(intake.events, vec![full.events[0].clone().into_record()]);
+    assert!(intake.events[0].has_payload());
+}
+
+#[test]
+fn intake_refuses_what_a_full_parse_refuses() {
+    let parser = WebhookParser::new(None);
+    let headers = headers("pull_request", None);
+    for body in [
+        &b"{\"action\": \"opened\", \"skipped\": \"\\udc00\"}"[..],
+        b"{\"action\": \"opened\", \"skipped\": 1e999}",
+        b"{\"action\": \"opened\", \"skipped\": \"\xc3\"}",
+        b"[1, 2]",
+        b"",
+    ] {
+        let full = parser.parse(&headers, body).unwrap_err();
+        let intake = parser.parse_for_intake(&headers, body).unwrap_err();
+        assert_eq!(intake.to_string(), full.to_string());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Spot checks
 

@@ -115,6 +115,9 @@ impl From<EngineError> for ApiError {
             EngineError::Queue(error) => error.into(),
             EngineError::Invalid(errors) => Self::invalid_handlers(&errors),
             EngineError::RunNotFound(id) => Self::not_found(format!("run {id} does not exist")),
+            error @ EngineError::PayloadNotJson { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, error.to_string())
+            }
         }
     }
 }

@@ -14,9 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use hamster_core::engine::{Dispatch, EngineError, Unmatched};
-use hamster_core::event::EventRecord;
 use hamster_core::store::{DeliveryRecord, RunId};
-use hamster_github::GitHubEvent;
 use hamster_github::webhook::{DELIVERY_HEADER, EVENT_HEADER, HOOK_ID_HEADER, SIGNATURE_HEADER};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -115,7 +113,7 @@ async fn github_webhook(State(state): State<AppState>, request: Request) -> Resp
         }
     };
 
-    let delivery = match state.parser.parse(headers, &body) {
+    let delivery = match state.parser.parse_for_intake(headers, &body) {
         Ok(delivery) => delivery,
         Err(error) => {
             let outcome = if error.is_unauthorized() {
@@ -141,13 +139,9 @@ async fn github_webhook(State(state): State<AppState>, request: Request) -> Resp
         return (StatusCode::OK, Json(answer)).into_response();
     }
 
-    // The payload moves into the records (no copy); the raw body moves into the delivery
+    // The records leave the payload out: it is the body, which moves into the delivery
     // record (without a copy when nothing else shares its buffer).
-    let events: Vec<EventRecord> = delivery
-        .events
-        .into_iter()
-        .map(GitHubEvent::into_record)
-        .collect();
+    let events = delivery.events;
     let record = DeliveryRecord {
         id: delivery.id.clone(),
         event: delivery.event.clone(),
@@ -155,7 +149,7 @@ async fn github_webhook(State(state): State<AppState>, request: Request) -> Resp
         headers: kept_headers(headers),
         body: Vec::from(body),
         run_ids: Vec::new(),
-        body_is_payload: true,
+        body_is_payload: delivery.body_is_payload,
     };
     match state.engine.dispatch(&events, Some(record)).await {
         Ok(dispatch) => {
@@ -177,6 +171,13 @@ async fn github_webhook(State(state): State<AppState>, request: Request) -> Resp
             );
             let answer = DispatchAnswer::new(&delivery.id, &dispatch);
             (answer.status(), Json(&answer)).into_response()
+        }
+        // The parser checked the body; this is only for a body it could not have read.
+        Err(error @ EngineError::PayloadNotJson { .. }) => {
+            state
+                .metrics
+                .delivery(&delivery.event, DeliveryOutcome::Malformed);
+            ApiError::from(error).into_response()
         }
         Err(error) => {
             state

@@ -37,6 +37,10 @@ async fn a_matching_delivery_is_recorded_and_its_runs_queued() {
     let run = h.store.get_run(run_id(&runs[0])).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.repository, "Codertocat/Hello-World");
+    // Intake read only part of the payload; the run reads back with all of it.
+    assert!(stored.body_is_payload);
+    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(run.event.data["payload"], payload);
 
     // The job is on the queue: executing it calls the action with the rendered args.
     h.engine.run_until_idle().await.unwrap();
@@ -259,6 +263,42 @@ async fn form_encoded_deliveries_are_accepted() {
     );
     let answer = send(&h.router, request).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    // The body is a form, not the payload: the run keeps its payload itself.
+    let stored = h.store.get_delivery(ID).await.unwrap().unwrap();
+    assert!(!stored.body_is_payload);
+    let run = run_id(&answer.json()["runs"][0]);
+    let run = h.store.get_run(run).await.unwrap().unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(run.event.data["payload"], payload);
+}
+
+/// Criteria may read any field of the payload, not only those intake reads for sources.
+#[tokio::test]
+async fn criteria_on_payload_fields_intake_does_not_read() {
+    const ON_PAYLOAD: &str = r#"
+name: small changes
+events: [pull_request.opened]
+criteria: event.payload.pull_request.additions < 10 and event.payload.pull_request.mergeable_state == "unknown"
+actions:
+  - action: record
+    args: ["{{ event.payload.pull_request.additions }} addition"]
+"#;
+    const LARGE: &str = r#"
+name: large changes
+events: [pull_request.opened]
+criteria: event.payload.pull_request.additions >= 10
+actions:
+  - action: record
+"#;
+    let h = harness_with(config(), &[ON_PAYLOAD, LARGE]).await;
+    let body = fixture("pull_request/opened.payload.json");
+    let answer = send(&h.router, delivery("pull_request", ID, body)).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let json = answer.json();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["unmatched"][0]["handler"], "large changes");
+    h.engine.run_until_idle().await.unwrap();
+    assert_eq!(h.action.calls(), vec![json!(["1 addition"])]);
 }
 
 fn form_urlencoded_payload(json: &[u8]) -> String {

@@ -36,6 +36,9 @@ pub struct HandlerIndex {
     by_family: HashMap<String, Vec<(EventPattern, Arc<IndexedHandler>)>>,
     anywhere: Vec<(EventPattern, Arc<IndexedHandler>)>,
     len: usize,
+    /// Whether any enabled handler's criteria read the payload (most sets have none, and
+    /// intake then never looks for one).
+    criteria_read_payload: bool,
 }
 
 impl HandlerIndex {
@@ -44,6 +47,8 @@ impl HandlerIndex {
         let mut index = Self::default();
         for handler in handlers {
             index.len += 1;
+            index.criteria_read_payload |=
+                handler.enabled && handler.compiled.criteria_read_payload();
             let mut seen = std::collections::HashSet::new();
             for pattern in handler
                 .compiled
@@ -81,6 +86,21 @@ impl HandlerIndex {
     /// Whether no handler is indexed.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether an enabled handler reacting to `event_name` has criteria that read the
+    /// event's payload ([`CompiledHandler::criteria_read_payload`]).
+    ///
+    /// [`CompiledHandler::criteria_read_payload`]: crate::handler::CompiledHandler::criteria_read_payload
+    pub fn criteria_read_payload(&self, event_name: &str) -> bool {
+        if !self.criteria_read_payload {
+            return false;
+        }
+        let mut read = false;
+        self.for_each_candidate(event_name, |handler| {
+            read |= handler.enabled && handler.compiled.criteria_read_payload();
+        });
+        read
     }
 
     /// The handlers that react to `event_name`, each once, enabled or not.

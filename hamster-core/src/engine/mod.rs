@@ -65,6 +65,17 @@ pub enum EngineError {
     /// The run does not exist.
     #[error("run {0} does not exist")]
     RunNotFound(RunId),
+    /// A delivery said its body is its events' payload, and it is not JSON.
+    #[error(
+        "delivery {delivery} says its body is its events' payload, but the body is not JSON ({reason}); \
+         set `body_is_payload` only for a JSON body"
+    )]
+    PayloadNotJson {
+        /// The delivery's id.
+        delivery: String,
+        /// What the JSON parser said.
+        reason: String,
+    },
 }
 
 /// A handler that reacted to the event's name but did not get a run, and why.
@@ -327,7 +338,7 @@ impl Engine {
         events: &[EventRecord],
         delivery: Option<DeliveryRecord>,
     ) -> Result<Dispatch, EngineError> {
-        let (runs, unmatched) = self.plan(events).await?;
+        let (runs, unmatched) = self.plan(events, delivery.as_ref()).await?;
         let mut dispatch = Dispatch {
             unmatched,
             ..Dispatch::default()
@@ -369,15 +380,37 @@ impl Engine {
     }
 
     /// One run per handler that matches one of `events`, and the handlers that did not match.
+    ///
+    /// An event whose payload was left out in `delivery`'s body gets it back first when the
+    /// criteria of a handler reacting to it read it.
     async fn plan(
         &self,
         events: &[EventRecord],
+        delivery: Option<&DeliveryRecord>,
     ) -> Result<(Vec<RunRecord>, Vec<Unmatched>), EngineError> {
         let index = self.handler_index().await?;
         let mut runs = Vec::new();
         let mut unmatched = Vec::new();
         let mut matched = Vec::new();
         for event in events {
+            let whole;
+            let event = match delivery {
+                Some(delivery)
+                    if delivery.left_out_payload_of(event)
+                        && index.criteria_read_payload(&event.name) =>
+                {
+                    let mut restored = event.clone();
+                    restored.restore_payload(&delivery.body).map_err(|error| {
+                        EngineError::PayloadNotJson {
+                            delivery: delivery.id.clone(),
+                            reason: error.to_string(),
+                        }
+                    })?;
+                    whole = restored;
+                    &whole
+                }
+                _ => event,
+            };
             matched.clear();
             match_into(&index, event, &mut matched, &mut unmatched);
             runs.extend(matched.iter().map(|handler| new_run(handler, event)));
@@ -433,7 +466,7 @@ impl Engine {
         delivery_id: &str,
         events: &[EventRecord],
     ) -> Result<Dispatch, EngineError> {
-        let (runs, unmatched) = self.plan(events).await?;
+        let (runs, unmatched) = self.plan(events, None).await?;
         let mut dispatch = Dispatch {
             unmatched,
             ..Dispatch::default()

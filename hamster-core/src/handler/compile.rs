@@ -353,6 +353,18 @@ impl CompiledHandler {
     pub fn uses_any_source_field(&self, fields: &[String]) -> bool {
         fields.iter().any(|f| self.source_fields_used.contains(f))
     }
+
+    /// Whether the criteria may read `event.payload`, so that matching needs the payload
+    /// (intake leaves it unparsed otherwise). True also when the criteria use `event` as a
+    /// whole (`event | tojson`) or by subscript (`event["payload"]`): the paths then say
+    /// only `event`.
+    pub fn criteria_read_payload(&self) -> bool {
+        self.criteria.as_ref().is_some_and(|criteria| {
+            criteria.paths.iter().any(|path| {
+                path == "event" || path == "event.payload" || path.starts_with("event.payload.")
+            })
+        })
+    }
 }
 
 fn is_template(text: &str) -> bool {

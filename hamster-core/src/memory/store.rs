@@ -352,7 +352,7 @@ impl Store for MemoryStore {
                 delivery.run_ids.push(run.id);
             }
         }
-        table.insert_runs(runs);
+        table.insert_runs(with_payloads_restored(&delivery, runs)?);
         let sequence = table.next_delivery_sequence;
         table.next_delivery_sequence += 1;
         table
@@ -573,6 +573,25 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// `runs` with the payload put back into the events that came with it left out in
+/// `delivery`'s body: this store keeps runs as they are read, so it restores them once, here.
+fn with_payloads_restored(
+    delivery: &DeliveryRecord,
+    mut runs: Vec<RunRecord>,
+) -> Result<Vec<RunRecord>, StoreError> {
+    for run in &mut runs {
+        if delivery.holds_payload_of(run) && delivery.left_out_payload_of(&run.event) {
+            run.event.restore_payload(&delivery.body).map_err(|error| {
+                StoreError::Corrupt(format!(
+                    "delivery {} says its body is its runs' payload, but the body is not JSON: {error}",
+                    delivery.id
+                ))
+            })?;
+        }
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]

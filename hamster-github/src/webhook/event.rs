@@ -73,6 +73,16 @@ impl GitHubEvent {
     /// The event as a record, like [`Event::to_record`] but moving the payload into it
     /// instead of copying it: intake uses this, since the payload is tens of kilobytes.
     pub fn into_record(self) -> EventRecord {
+        self.into_record_with(true)
+    }
+
+    /// The event as a record whose data leave the payload out (intake, when the payload is
+    /// the delivery's body, and was read only in part).
+    pub(crate) fn into_record_without_payload(self) -> EventRecord {
+        self.into_record_with(false)
+    }
+
+    fn into_record_with(self, payload: bool) -> EventRecord {
         let source = SourceRecord {
             kind: self.source.kind().to_owned(),
             repository: self.source.repository().clone(),
@@ -81,7 +91,9 @@ impl GitHubEvent {
             deferred: self.source.deferred_fields(),
         };
         let mut data = self.data_without_payload();
-        data.insert("payload".into(), self.payload);
+        if payload {
+            data.insert("payload".into(), self.payload);
+        }
         EventRecord {
             name: self.name,
             delivery_id: Some(self.delivery_id),

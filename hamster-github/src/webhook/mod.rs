@@ -29,6 +29,7 @@ mod error;
 mod event;
 mod signature;
 mod source;
+mod summary;
 
 pub use enrich::PullRequestEnricher;
 pub use error::WebhookError;
@@ -39,6 +40,7 @@ pub use source::{
     PullRequest, PullRequestBranches, RepositoryInfo, RepositorySource,
 };
 
+use hamster_core::event::EventRecord;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use serde_json::Value;
@@ -110,6 +112,56 @@ impl WebhookParser {
 
     /// Verifies and parses one delivery. Nothing is parsed before the signature checks out.
     pub fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError> {
+        let head = self.verify(headers, body)?;
+        let payload = parse_payload(headers, body)?;
+        Ok(head.into_delivery(payload))
+    }
+
+    /// Verifies and reads one delivery for intake: like [`parse`](Self::parse), but the
+    /// events come as records that leave the payload out, since the body is the payload
+    /// ([`IntakeDelivery::body_is_payload`]). Only the fields that sources and event data
+    /// read are built, not the whole payload: that is most of the cost of intake. The
+    /// whole body's syntax is still checked.
+    ///
+    /// A form-encoded delivery, whose body is not the payload, and a `ping` are parsed
+    /// whole.
+    pub fn parse_for_intake(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<IntakeDelivery, WebhookError> {
+        let head = self.verify(headers, body)?;
+        if head.event == "ping" || is_form_encoded(headers) {
+            let delivery = head.into_delivery(parse_payload(headers, body)?);
+            return Ok(IntakeDelivery {
+                events: delivery
+                    .events
+                    .into_iter()
+                    .map(GitHubEvent::into_record)
+                    .collect(),
+                id: delivery.id,
+                event: delivery.event,
+                hook_id: delivery.hook_id,
+                ping: delivery.ping,
+                body_is_payload: false,
+            });
+        }
+        let summary =
+            summary::read_summary(body).map_err(|error| WebhookError::from_json(&error))?;
+        let event =
+            GitHubEvent::from_payload(&head.event, head.id.clone(), require_object(summary)?);
+        Ok(IntakeDelivery {
+            id: head.id,
+            event: head.event,
+            hook_id: head.hook_id,
+            ping: None,
+            events: vec![event.into_record_without_payload()],
+            body_is_payload: true,
+        })
+    }
+
+    /// Checks the signature and reads the headers.
+    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Head, WebhookError> {
         if let Some(key) = &self.key {
             key.verify(
                 body,
@@ -118,14 +170,48 @@ impl WebhookParser {
                     .map(http::HeaderValue::as_bytes),
             )?;
         }
-        let event = event_name(headers)?;
-        let id = delivery_id(headers)?;
-        let hook_id = headers
-            .get(HOOK_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let payload = parse_payload(headers, body)?;
+        Ok(Head {
+            event: event_name(headers)?,
+            id: delivery_id(headers)?,
+            hook_id: headers
+                .get(HOOK_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+        })
+    }
+}
 
+/// A verified delivery read for intake ([`WebhookParser::parse_for_intake`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntakeDelivery {
+    /// `X-GitHub-Delivery`; redeliveries keep it, so it is fit for de-duplication.
+    pub id: String,
+    /// `X-GitHub-Event`, e.g. `pull_request`.
+    pub event: String,
+    /// `X-GitHub-Hook-ID`, when sent.
+    pub hook_id: Option<String>,
+    /// Set when the delivery is a `ping`; a ping produces no events.
+    pub ping: Option<Ping>,
+    /// The events' records. When [`body_is_payload`](Self::body_is_payload), their data
+    /// leave `payload` out: it is the body.
+    pub events: Vec<EventRecord>,
+    /// Whether the body is the events' payload, to be recorded as
+    /// [`DeliveryRecord::body_is_payload`](hamster_core::store::DeliveryRecord::body_is_payload):
+    /// true of JSON deliveries, false of form-encoded ones (whose records carry their
+    /// payload).
+    pub body_is_payload: bool,
+}
+
+/// A verified delivery's headers.
+struct Head {
+    event: String,
+    id: String,
+    hook_id: Option<String>,
+}
+
+impl Head {
+    fn into_delivery(self, payload: Value) -> Delivery {
+        let Head { event, id, hook_id } = self;
         if event == "ping" {
             let ping = Ping {
                 zen: payload
@@ -135,22 +221,22 @@ impl WebhookParser {
                 hook_id: payload.get("hook_id").and_then(Value::as_u64),
             };
             tracing::debug!(delivery = %id, hook_id = ?ping.hook_id, "webhook ping");
-            return Ok(Delivery {
+            return Delivery {
                 id,
                 event,
                 hook_id,
                 ping: Some(ping),
                 events: Vec::new(),
-            });
+            };
         }
         let github_event = GitHubEvent::from_payload(&event, id.clone(), payload);
-        Ok(Delivery {
+        Delivery {
             id,
             event,
             hook_id,
             ping: None,
             events: vec![github_event],
-        })
+        }
     }
 }
 
@@ -236,6 +322,10 @@ fn parse_payload(headers: &HeaderMap, body: &[u8]) -> Result<Value, WebhookError
         serde_json::from_slice::<Value>(body)
     }
     .map_err(|error| WebhookError::from_json(&error))?;
+    require_object(payload)
+}
+
+fn require_object(payload: Value) -> Result<Value, WebhookError> {
     let found = match &payload {
         Value::Object(_) => return Ok(payload),
         Value::Null => "null",
