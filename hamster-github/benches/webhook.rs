@@ -1,4 +1,5 @@
-//! Verify + parse of a real ~28 KB `pull_request.opened` delivery.
+//! Verify + parse of a real ~28 KB `pull_request.opened` delivery: whole (`parse`, for
+//! replays and re-processing) and as intake reads it (`parse_for_intake`).
 //!
 //! `cargo bench -p hamster-github --bench webhook`
 
@@ -58,6 +59,20 @@ fn bench(c: &mut Criterion) {
             ),
             &body,
             |b, body| b.iter(|| parser.parse(black_box(&headers), black_box(body)).unwrap()),
+        );
+        group.bench_with_input(
+            BenchmarkId::new(
+                "verify_and_parse_for_intake",
+                format!("{event} ({} bytes)", body.len()),
+            ),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    parser
+                        .parse_for_intake(black_box(&headers), black_box(body))
+                        .unwrap()
+                })
+            },
         );
     }
     let body = fixture("pull_request/opened.payload.json");

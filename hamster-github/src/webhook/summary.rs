@@ -216,7 +216,17 @@ pub(crate) static SUMMARY: Keep = Fields(&[
 /// Reads `json` keeping only what [`SUMMARY`] names. The whole text is checked: invalid JSON
 /// fails exactly as a full parse would.
 pub(crate) fn read_summary(json: &[u8]) -> serde_json::Result<Value> {
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    // One UTF-8 check of the whole text costs less than one per string. A text that is not
+    // UTF-8 is read as bytes, only to fail where a full parse fails, with its message.
+    match std::str::from_utf8(json) {
+        Ok(text) => read(serde_json::Deserializer::from_str(text)),
+        Err(_) => read(serde_json::Deserializer::from_slice(json)),
+    }
+}
+
+fn read<'de, R: serde_json::de::Read<'de>>(
+    mut deserializer: serde_json::Deserializer<R>,
+) -> serde_json::Result<Value> {
     let value = Pruned(&SUMMARY).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
