@@ -9,6 +9,10 @@
 //! A `ping` (sent when a webhook is created) produces no events: [`Delivery::ping`] says it
 //! was one, and the server should just answer `200`.
 //!
+//! A server's intake uses [`WebhookParser::parse_for_intake`] instead: the same checks and
+//! the same sources, as [`EventRecord`]s that leave the payload in the body. It builds only
+//! the fields sources need, at about half the cost of a full parse.
+//!
 //! ```
 //! use hamster_github::webhook::WebhookParser;
 //! use hamster_core::event::Event;
