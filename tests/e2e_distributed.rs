@@ -8,7 +8,7 @@
 
 mod support;
 
-use hamster::core::store::{RunFilter, RunStatus, Store};
+use hamster::core::store::{RunFilter, RunId, RunStatus, Store};
 use hamster::queue_redis::{RedisQueue, RedisQueueConfig};
 use hamster::store_postgres::{PostgresConfig, PostgresStore};
 use std::path::{Path, PathBuf};
@@ -323,6 +323,74 @@ async fn a_worker_killed_mid_step_leaves_the_run_to_the_other_worker() {
     assert_eq!(
         steps[0].attempt, 2,
         "the interrupted step was re-run: {steps:#?}"
+    );
+    store.close().await;
+    cluster.shut_down().await;
+}
+
+/// An appserver that dies between recording a run and enqueueing its job leaves the run
+/// `queued` with no job. The next appserver to start (or the same one, restarted) sweeps for
+/// such runs and enqueues their jobs, and the workers run them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_left_without_a_job_is_enqueued_by_an_appserver() {
+    if !backends_available("a_run_left_without_a_job_is_enqueued_by_an_appserver") {
+        return;
+    }
+    let cluster = Cluster::start("stranded", &[]).await;
+    let client = http_client();
+    let body = payload_with_head("pull_request/opened.payload.json", &cluster.sha);
+    let (status, answer) = post_delivery(
+        &client,
+        &cluster.address,
+        "pull_request",
+        "e2e-stranded-1",
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let run_id: RunId = answer["runs"][0].as_str().unwrap().parse().unwrap();
+    let store = cluster.store().await;
+    let finished = eventually(Duration::from_secs(90), "the first run to succeed", || {
+        let store = &store;
+        async move {
+            let run = store.get_run(run_id).await.unwrap()?;
+            (run.status == RunStatus::Succeeded).then_some(run)
+        }
+    })
+    .await;
+
+    // What the crash leaves: a run of the same handler and event, queued ten minutes ago,
+    // and no job for it.
+    let mut stranded = finished;
+    stranded.id = RunId::new();
+    stranded.status = RunStatus::Queued;
+    stranded.created_at = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
+    stranded.started_at = None;
+    stranded.finished_at = None;
+    store.create_runs(vec![stranded.clone()]).await.unwrap();
+
+    let mut command = cluster.base_command("appserver");
+    command.args(["--listen", "127.0.0.1:0"]);
+    let mut second = HamsterProcess::spawn("appserver-2", command, cluster.dir.path());
+    second.wait_for_address();
+    eventually(
+        Duration::from_secs(90),
+        "the stranded run to be enqueued and to succeed",
+        || {
+            let store = &store;
+            async move {
+                let run = store.get_run(stranded.id).await.unwrap()?;
+                (run.status == RunStatus::Succeeded).then_some(())
+            }
+        },
+    )
+    .await;
+    second.signal("TERM");
+    let exit = second.wait_exit(Duration::from_secs(40));
+    assert!(
+        exit.success(),
+        "appserver-2 exited with {exit:?}:\n{}",
+        second.stderr()
     );
     store.close().await;
     cluster.shut_down().await;

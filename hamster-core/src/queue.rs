@@ -30,6 +30,11 @@ pub struct NewJob {
     pub not_before: Option<DateTime<Utc>>,
     /// Deliveries allowed before the job is dead-lettered (at least 1).
     pub max_attempts: u32,
+    /// Makes the job unique: while a job with this key is in the queue, enqueueing another
+    /// adds nothing (see [`Queue`]'s contract). Hamster keys a run's job by the run id, so
+    /// that a run stranded without a job can be enqueued again without ever having two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl NewJob {
@@ -39,7 +44,14 @@ impl NewJob {
             payload,
             not_before: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            key: None,
         }
+    }
+
+    /// Unique under `key`: see [`NewJob::key`].
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
     }
 
     /// Not delivered before `at`.
@@ -146,6 +158,9 @@ impl QueueError {
 ///
 /// Contract (checked by `testing::queue_conformance`):
 /// - [`enqueue`](Queue::enqueue) returns once the job is durable in the backend.
+/// - A job with a [`key`](NewJob::key) is unique: while a job with the same key is in the
+///   queue (ready, delayed, leased or dead-lettered), enqueueing returns that job's id and
+///   changes nothing. [`ack`](Queue::ack) removes the job and frees its key.
 /// - [`receive`](Queue::receive) waits up to `wait` for a deliverable job and leases it for
 ///   `lease_for`; while the lease holds, no other consumer receives the job. Jobs that are
 ///   deliverable are received in enqueue order (FIFO) by a single consumer; no order is

@@ -8,7 +8,7 @@ use hamster_core::engine::{Engine, EngineConfig};
 use hamster_core::event::{EventRecord, Repository, SourceRecord};
 use hamster_core::handler::{HandlerErrors, load_str};
 use hamster_core::memory::{MemoryQueue, MemoryStore};
-use hamster_core::store::{DeliveryRecord, RunStatus, StepRecord, StepStatus, Store};
+use hamster_core::store::{DeliveryRecord, RunId, RunStatus, StepRecord, StepStatus, Store};
 use hamster_core::testing::{RecordingAction, TestKit};
 use serde_json::json;
 use std::sync::Arc;
@@ -344,6 +344,75 @@ async fn criteria_see_a_payload_that_intake_left_in_the_delivery() {
         error.contains("d-not-json") && error.contains("not JSON"),
         "{error}"
     );
+}
+
+/// A run recorded by a process that died before it enqueued the job is enqueued by the
+/// sweep, once; a run whose job is still in the queue gets no second one; a young run is
+/// left to intake.
+#[tokio::test]
+async fn stranded_runs_are_enqueued_once_and_run() {
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("ok", true))
+        .action(RecordingAction::new("pull_request_comment"))
+        .handlers(SEED)
+        .build()
+        .await
+        .unwrap();
+    let template = kit
+        .run_event(&pr_event("pull_request.opened", "Hello-World"))
+        .await
+        .unwrap()
+        .remove(0)
+        .run;
+    let queued = |minutes_ago: i64| {
+        let mut run = template.clone();
+        run.id = RunId::new();
+        run.status = RunStatus::Queued;
+        run.created_at = chrono::Utc::now() - chrono::TimeDelta::minutes(minutes_ago);
+        run.started_at = None;
+        run.finished_at = None;
+        run
+    };
+    let (stranded, backlogged, young) = (queued(10), queued(10), queued(0));
+    let store = kit.store();
+    store
+        .create_runs(vec![stranded.clone(), backlogged.clone(), young.clone()])
+        .await
+        .unwrap();
+    // The backlogged run's job is in the queue; the other two have none.
+    let engine = kit.engine();
+    engine.requeue(backlogged.id).await.unwrap();
+    let ready = || async { engine.queue().stats().await.unwrap().ready };
+    assert_eq!(ready().await, 1);
+
+    let offered = engine
+        .enqueue_stranded(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(offered, 2, "the two runs queued for 10 minutes");
+    assert_eq!(ready().await, 2, "one new job, for the stranded run only");
+    engine
+        .enqueue_stranded(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(ready().await, 2, "sweeping again adds nothing");
+
+    let executed = engine.run_until_idle().await.unwrap();
+    assert_eq!(executed.len(), 2);
+    for run in [&stranded, &backlogged] {
+        let run = store.get_run(run.id).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+    }
+    let young = store.get_run(young.id).await.unwrap().unwrap();
+    assert_eq!(
+        young.status,
+        RunStatus::Queued,
+        "a young run is intake's to enqueue"
+    );
+    // Once its job was acked, a run can be enqueued again (a terminal run then does nothing).
+    engine.requeue(stranded.id).await.unwrap();
+    assert_eq!(ready().await, 1);
 }
 
 fn errors(yaml: &str) -> HandlerErrors {

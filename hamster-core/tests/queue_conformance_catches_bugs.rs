@@ -23,6 +23,7 @@ enum Bug {
     RequeueDoesNothing,
     StatsForgetTheDead,
     NotBeforeIgnored,
+    EnqueueIgnoresKeys,
 }
 
 #[derive(Debug)]
@@ -34,8 +35,10 @@ struct BuggyQueue {
 #[async_trait]
 impl Queue for BuggyQueue {
     async fn enqueue(&self, mut job: NewJob) -> Result<JobId, QueueError> {
-        if self.bug == Bug::NotBeforeIgnored {
-            job.not_before = None;
+        match self.bug {
+            Bug::NotBeforeIgnored => job.not_before = None,
+            Bug::EnqueueIgnoresKeys => job.key = None,
+            _ => {}
         }
         self.inner.enqueue(job).await
     }
@@ -205,7 +208,10 @@ async fn catches_a_receive_that_does_not_wait() {
 async fn catches_a_requeue_that_does_nothing() {
     assert_caught(
         Bug::RequeueDoesNothing,
-        &["retry out of attempts dead-letters"],
+        &[
+            "retry out of attempts dead-letters",
+            "a key makes a job unique until it is acked",
+        ],
     )
     .await;
 }
@@ -228,6 +234,15 @@ async fn catches_an_ignored_not_before() {
     assert_caught(
         Bug::NotBeforeIgnored,
         &["not_before delays delivery", "stats count every state"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn catches_an_enqueue_that_ignores_keys() {
+    assert_caught(
+        Bug::EnqueueIgnoresKeys,
+        &["a key makes a job unique until it is acked"],
     )
     .await;
 }

@@ -33,7 +33,9 @@
 //! atomic: a crash of a worker, of the network or of Redis between two commands cannot lose
 //! or duplicate a job, because there is no "between". Leases are checked by a random token
 //! stored in the hash while (and only while) the job is leased, which is how a worker whose
-//! lease expired learns that it lost the job.
+//! lease expired learns that it lost the job. A job enqueued with a unique key
+//! (`NewJob::key`) is also named in the `keys` **hash** (key → job id) from the enqueue script
+//! to the ack script, so that enqueueing the key again returns the job that holds it.
 //!
 //! Time is Redis's clock (`TIME` inside the scripts), so leases and delays mean the same to
 //! every worker whatever their clocks say. There is no background reaper: each `receive` (and

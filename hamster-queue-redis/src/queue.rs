@@ -38,7 +38,10 @@ pub(crate) struct Keys {
     pub(crate) dead: String,
     /// LIST of wake-up tokens that waiting consumers block on.
     pub(crate) wake: String,
-    /// Prefix of the per-job HASH keys (`payload`, `max`, `enq`, `n`, `tok`, `reason`, `failed`).
+    /// HASH unique key → the id of the job holding it ([`NewJob::key`]).
+    pub(crate) unique: String,
+    /// Prefix of the per-job HASH keys (`payload`, `max`, `enq`, `n`, `tok`, `reason`,
+    /// `failed`, `key`).
     pub(crate) job_prefix: String,
 }
 
@@ -51,6 +54,7 @@ impl Keys {
             leased: format!("{tag}:leased"),
             dead: format!("{tag}:dead"),
             wake: format!("{tag}:wake"),
+            unique: format!("{tag}:keys"),
             job_prefix: format!("{tag}:job:"),
         }
     }
@@ -136,7 +140,10 @@ impl Backend {
     /// still held.
     async fn ack_batch(&self, leases: &[(String, String)]) -> Result<Vec<bool>, QueueError> {
         let mut invocation = SCRIPTS.ack.prepare_invoke();
-        invocation.key(&self.keys.leased).arg(&self.keys.job_prefix);
+        invocation
+            .key(&self.keys.leased)
+            .key(&self.keys.unique)
+            .arg(&self.keys.job_prefix);
         for (id, token) in leases {
             invocation.arg(id).arg(token);
         }
@@ -144,23 +151,33 @@ impl Backend {
         Ok(acked.into_iter().map(|acked| acked == 1).collect())
     }
 
-    /// Enqueues a batch of encoded jobs in one script call (atomically).
-    async fn enqueue_batch(&self, jobs: &[EncodedJob]) -> Result<(), QueueError> {
+    /// Enqueues a batch of encoded jobs in one script call (atomically); returns per job the
+    /// id of the job holding it (another one's for a unique key already held).
+    async fn enqueue_batch(&self, jobs: &[EncodedJob]) -> Result<Vec<JobId>, QueueError> {
         let mut invocation = SCRIPTS.enqueue.prepare_invoke();
         invocation
             .key(&self.keys.ready)
             .key(&self.keys.delayed)
             .key(&self.keys.wake)
+            .key(&self.keys.unique)
             .arg(&self.keys.job_prefix);
         for job in jobs {
             invocation
                 .arg(&job.id)
                 .arg(&job.payload)
                 .arg(job.max_attempts)
-                .arg(&job.not_before);
+                .arg(&job.not_before)
+                .arg(job.key.as_deref().unwrap_or_default());
         }
-        let _enqueued_at: String = self.run(&invocation).await?;
-        Ok(())
+        let holders: Vec<String> = self.run(&invocation).await?;
+        if holders.len() != jobs.len() {
+            return Err(QueueError::Corrupt(format!(
+                "the enqueue script answered {} ids for {} jobs",
+                holders.len(),
+                jobs.len()
+            )));
+        }
+        Ok(holders.into_iter().map(JobId).collect())
     }
 }
 
@@ -172,6 +189,8 @@ struct EncodedJob {
     max_attempts: u32,
     /// Milliseconds since the epoch, or empty for "deliverable now".
     not_before: String,
+    /// [`NewJob::key`].
+    key: Option<String>,
 }
 
 impl EncodedJob {
@@ -188,6 +207,7 @@ impl EncodedJob {
                 .not_before
                 .map(|at| at.timestamp_millis().to_string())
                 .unwrap_or_default(),
+            key: job.key.clone(),
         })
     }
 }
@@ -203,7 +223,7 @@ pub struct RedisQueue {
     client: redis::Client,
     config: RedisQueueConfig,
     acks: Arc<Coalescer<(String, String), bool, QueueError>>,
-    enqueues: Arc<Coalescer<EncodedJob, (), QueueError>>,
+    enqueues: Arc<Coalescer<EncodedJob, JobId, QueueError>>,
     idle_waiter_connections: Mutex<Vec<MultiplexedConnection>>,
     prefetched: Mutex<VecDeque<Prefetched>>,
     closed: CancellationToken,
@@ -348,10 +368,11 @@ impl RedisQueue {
             .into_iter()
             .map(|job| EncodedJob::new(&job))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut ids = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(MAX_BATCH) {
-            self.backend.enqueue_batch(chunk).await?;
+            ids.extend(self.backend.enqueue_batch(chunk).await?);
         }
-        Ok(jobs.into_iter().map(|job| JobId(job.id)).collect())
+        Ok(ids)
     }
 
     /// Stops this queue object from handing out jobs: waiting and future
@@ -576,18 +597,13 @@ impl Queue for RedisQueue {
     /// each returns once its own job is in Redis.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
         let job = EncodedJob::new(&job)?;
-        let id = JobId(job.id.clone());
         let backend = Arc::clone(&self.backend);
         self.enqueues
             .submit(job, move |batch| {
                 let backend = Arc::clone(&backend);
-                async move {
-                    backend.enqueue_batch(&batch).await?;
-                    Ok(vec![(); batch.len()])
-                }
+                async move { backend.enqueue_batch(&batch).await }
             })
-            .await?;
-        Ok(id)
+            .await
     }
 
     /// Waits by blocking (`BLPOP`) on the queue's wake list, never longer than until the next

@@ -2,6 +2,7 @@
 //!
 //! Invariants kept by every script (see the crate's `## Design`):
 //! - a job id is in exactly one of `ready`, `delayed`, `leased`, `dead`, or in none once acked;
+//! - `keys` maps a unique key to the job holding it, from enqueue until that job is acked;
 //! - the job hash's `tok` field is set exactly while the id is in `leased`;
 //! - `n` counts deliveries since the job was (re-)queued: a delivery's attempt is `n`.
 //!
@@ -63,28 +64,47 @@ end
 /// script holds Redis. A backlog is drained by the following calls.
 pub(crate) const PROMOTE_LIMIT: u32 = 200;
 
-/// KEYS: ready, delayed, wake. ARGV: job key prefix, then per job: id, payload, max
-/// attempts, not-before in ms or "". Returns the enqueue time. An id that already exists is
-/// skipped, which makes retrying an enqueue whose reply was lost harmless.
+/// KEYS: ready, delayed, wake, keys. ARGV: job key prefix, then per job: id, payload, max
+/// attempts, not-before in ms or "", unique key or "". Returns per job the id of the job
+/// that holds it: its own, or for a key already held by a job still in the queue, that
+/// job's (nothing is added then). An id that already exists is skipped, which makes
+/// retrying an enqueue whose reply was lost harmless.
 const ENQUEUE: &str = r#"
 local now = now_ms()
 local made_ready = 0
-for i = 2, #ARGV, 4 do
+local out = {}
+for i = 2, #ARGV, 5 do
   local id = ARGV[i]
-  local key = ARGV[1] .. id
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'payload', ARGV[i + 1], 'max', ARGV[i + 2], 'enq', int(now), 'n', 0)
-    local not_before = tonumber(ARGV[i + 3])
-    if not_before and not_before > now then
-      redis.call('ZADD', KEYS[2], ARGV[i + 3], id)
-    else
-      redis.call('RPUSH', KEYS[1], id)
-      made_ready = made_ready + 1
+  local unique = ARGV[i + 4]
+  local holder = nil
+  if unique ~= '' then
+    holder = redis.call('HGET', KEYS[4], unique)
+    -- A mapping whose job is gone (purged) holds nothing.
+    if holder and redis.call('EXISTS', ARGV[1] .. holder) == 0 then holder = nil end
+  end
+  if holder then
+    out[#out + 1] = holder
+  else
+    local key = ARGV[1] .. id
+    if redis.call('EXISTS', key) == 0 then
+      redis.call('HSET', key, 'payload', ARGV[i + 1], 'max', ARGV[i + 2], 'enq', int(now), 'n', 0)
+      if unique ~= '' then
+        redis.call('HSET', key, 'key', unique)
+        redis.call('HSET', KEYS[4], unique, id)
+      end
+      local not_before = tonumber(ARGV[i + 3])
+      if not_before and not_before > now then
+        redis.call('ZADD', KEYS[2], ARGV[i + 3], id)
+      else
+        redis.call('RPUSH', KEYS[1], id)
+        made_ready = made_ready + 1
+      end
     end
+    out[#out + 1] = id
   end
 end
 wake(KEYS[3], made_ready)
-return int(now)
+return out
 "#;
 
 /// KEYS: ready, delayed, leased, dead, wake. ARGV: job key prefix, lease ms, token, how many
@@ -149,9 +169,9 @@ redis.call('ZADD', KEYS[1], int(expires), ARGV[1])
 return int(expires)
 "#;
 
-/// KEYS: leased. ARGV: job key prefix, then per lease: id, token. Returns per lease 1, or 0
-/// when the lease is lost. Each lease is settled before the next is checked, so the same
-/// lease twice in one batch is acked once.
+/// KEYS: leased, keys. ARGV: job key prefix, then per lease: id, token. Returns per lease
+/// 1, or 0 when the lease is lost. Each lease is settled before the next is checked, so the
+/// same lease twice in one batch is acked once. An acked job frees its unique key.
 const ACK: &str = r#"
 local out = {}
 for i = 2, #ARGV, 2 do
@@ -159,6 +179,10 @@ for i = 2, #ARGV, 2 do
   local key = ARGV[1] .. id
   if redis.call('HGET', key, 'tok') == ARGV[i + 1] then
     redis.call('ZREM', KEYS[1], id)
+    local unique = redis.call('HGET', key, 'key')
+    if unique and redis.call('HGET', KEYS[2], unique) == id then
+      redis.call('HDEL', KEYS[2], unique)
+    end
     redis.call('DEL', key)
     out[#out + 1] = 1
   else

@@ -163,9 +163,9 @@ impl Queue for SqliteBackend {
             .not_before
             .map(|at| at.timestamp_micros())
             .filter(|at| *at > now);
-        let write = Write::new(
+        let mut write = Write::new(
             "INSERT INTO jobs (id, payload, state, attempt, max_attempts, enqueued_at, \
-             available_at) VALUES (?, ?, ?, 1, ?, ?, ?)",
+             available_at, unique_key) VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&id.0)
         .bind(payload)
@@ -176,12 +176,31 @@ impl Queue for SqliteBackend {
         })
         .bind(i64::from(new_job.max_attempts.max(1)))
         .bind(now)
-        .bind(available_at);
-        self.writer().write(write).await.map_err(error::queue)?;
-        if available_at.is_none() {
+        .bind(available_at)
+        .bind(new_job.key.clone());
+        if let Some(key) = &new_job.key {
+            // In the same transaction: the job holding the key, this one or an earlier one.
+            write = write
+                .then("SELECT id FROM jobs WHERE unique_key = ?")
+                .bind(key.as_str());
+        }
+        let executed = self.writer().write(write).await.map_err(error::queue)?;
+        let inserted = executed.first().is_some_and(|insert| insert.changes == 1);
+        if inserted && available_at.is_none() {
             self.wake_receivers();
         }
-        Ok(id)
+        if inserted || new_job.key.is_none() {
+            return Ok(id);
+        }
+        let holder = executed
+            .get(1)
+            .and_then(|select| select.rows.first())
+            .ok_or_else(|| {
+                QueueError::Corrupt(
+                    "a keyed job was neither inserted nor found holding its key".to_owned(),
+                )
+            })?;
+        Ok(JobId(column(holder, "id")?))
     }
 
     /// Wakes at once for jobs this process makes ready, at the earliest due time it saw,

@@ -31,6 +31,7 @@ use hamster_github::{GitHub, PullRequestEnricher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Why a Hamster process could not start or stopped with an error.
@@ -139,6 +140,39 @@ pub fn cancel_on_signal(token: CancellationToken) {
         hamster_server::shutdown_signal().await;
         tracing::info!("shutdown requested; finishing work in progress");
         token.cancel();
+    });
+}
+
+/// How long a run may stay `queued` before the sweep enqueues its job again: far longer than
+/// intake takes between recording a run and enqueueing it (milliseconds).
+const STRANDED_AFTER: Duration = Duration::from_secs(120);
+
+/// How often an appserver (or `serve`) sweeps for stranded runs.
+const STRANDED_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Enqueues, at start and then every [`STRANDED_SWEEP_EVERY`], the jobs of runs left
+/// `queued` without one (a process died between recording a run and enqueueing its job;
+/// see [`Engine::enqueue_stranded`]), until `shutdown`. Several processes may sweep at once:
+/// a run never gets a second job.
+fn spawn_stranded_sweep(engine: Engine, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match engine.enqueue_stranded(STRANDED_AFTER).await {
+                Ok(0) => {}
+                Ok(runs) => tracing::info!(
+                    runs,
+                    "runs queued for over {} s: their jobs are in the queue (enqueued again where they were missing)",
+                    STRANDED_AFTER.as_secs()
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "could not sweep for runs left without a job; trying again later");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(STRANDED_SWEEP_EVERY) => {}
+            }
+        }
     });
 }
 
@@ -377,6 +411,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     announce(&format!(
         "send a test delivery: hamster send --url http://{address}/webhooks/github --event pull_request --payload tests/fixtures/github-webhooks/pull_request/opened.payload.json{secret_flag}"
     ));
+    spawn_stranded_sweep(wired.engine.clone(), shutdown.clone());
     let worker = wired.engine.worker(worker_config(&settings));
     let worker_shutdown = shutdown.clone();
     let worker_task = tokio::spawn(async move { worker.run(worker_shutdown).await });
@@ -405,6 +440,7 @@ pub async fn appserver(settings: Settings, shutdown: CancellationToken) -> Resul
     announce(&format!("listening on http://{address}"));
     announce(&format!("{handlers} handler(s) loaded"));
     warn_unconfigured(&settings, false);
+    spawn_stranded_sweep(wired.engine.clone(), shutdown.clone());
     run_http(wired, &settings, listener, shutdown).await?;
     announce("stopped");
     Ok(())

@@ -19,7 +19,8 @@ use crate::queue::{NewJob, Queue, QueueError};
 use crate::redact::Redactor;
 use crate::services::Services;
 use crate::store::{
-    DeliveryOutcome, DeliveryRecord, HandlerRecord, RunId, RunRecord, RunStatus, Store, StoreError,
+    DeliveryOutcome, DeliveryRecord, HandlerRecord, RunFilter, RunId, RunRecord, RunStatus, Store,
+    StoreError,
 };
 use crate::template::{self, Scope};
 use crate::workspace::{NoCheckout, TempWorkspaces, WorkspaceProvider};
@@ -418,9 +419,12 @@ impl Engine {
         Ok((runs, unmatched))
     }
 
+    /// Enqueues `run`'s job. The job is keyed by the run, so a run never has two jobs: a
+    /// run whose job is still in the queue is left as it is.
     async fn enqueue(&self, run: RunId) -> Result<(), EngineError> {
         let job = NewJob::new(serde_json::json!({ "run_id": run }))
-            .max_attempts(self.inner.config.max_attempts);
+            .max_attempts(self.inner.config.max_attempts)
+            .key(run_job_key(run));
         let mut delay = Duration::from_millis(50);
         let mut attempt = 1;
         loop {
@@ -497,9 +501,41 @@ impl Engine {
         Ok(updated.is_some())
     }
 
-    /// Re-enqueues a run (for recovery tools and tests).
+    /// Enqueues a run's job again, unless it is still in the queue (for recovery tools and
+    /// tests).
     pub async fn requeue(&self, run: RunId) -> Result<(), EngineError> {
         self.enqueue(run).await
+    }
+
+    /// Enqueues the job of every run that has been `queued` for longer than `older_than`;
+    /// returns how many such runs there were. A run whose job is still in the queue (a
+    /// backlog) keeps that job: jobs are keyed by run, so this never makes a second one.
+    ///
+    /// This is how a run recorded by a process that died before it could enqueue the job
+    /// (the store and the queue are separate servers) still runs: the binaries call it
+    /// periodically. `older_than` should be far longer than intake takes to enqueue.
+    pub async fn enqueue_stranded(&self, older_than: Duration) -> Result<usize, EngineError> {
+        let cutoff =
+            Utc::now() - chrono::TimeDelta::from_std(older_than).unwrap_or(chrono::TimeDelta::MAX);
+        let mut filter = RunFilter {
+            status: Some(RunStatus::Queued),
+            limit: Some(STRANDED_PAGE),
+            ..RunFilter::default()
+        };
+        let mut offered = 0;
+        loop {
+            let page = self.inner.store.list_runs(&filter).await?;
+            // A page's enqueues go together, so a queue that batches them (Redis) can.
+            let stranded = page.iter().filter(|run| run.created_at < cutoff);
+            let enqueued =
+                futures::future::try_join_all(stranded.map(|run| self.enqueue(run.id))).await?;
+            offered += enqueued.len();
+            // A store may cap the page below what was asked: only an empty page is the end.
+            match page.last() {
+                Some(last) => filter.before = Some(last.id),
+                None => return Ok(offered),
+            }
+        }
     }
 
     /// A worker that executes runs from the queue.
@@ -559,6 +595,14 @@ pub(crate) fn event_scope(event: &EventRecord) -> Scope {
         template::json(event.source.fields.clone()),
         template::event_value(event),
     )
+}
+
+/// How many queued runs [`Engine::enqueue_stranded`] reads at a time.
+const STRANDED_PAGE: u32 = 100;
+
+/// The key of a run's job: a run has at most one job in the queue.
+fn run_job_key(run: RunId) -> String {
+    format!("run:{run}")
 }
 
 fn new_run(handler: &IndexedHandler, event: &EventRecord) -> RunRecord {

@@ -66,6 +66,8 @@ struct State {
     leases: BTreeMap<TimerKey, JobId>,
     /// Dead-lettered, oldest first.
     dead: BTreeMap<u64, JobId>,
+    /// The jobs that have a key, by key.
+    keys: HashMap<String, JobId>,
     next_sequence: u64,
 }
 
@@ -74,6 +76,8 @@ struct Entry {
     /// or as it was last delivered when dead.
     job: Job,
     state: EntryState,
+    /// Its key, if it has one ([`NewJob::key`]).
+    key: Option<String>,
 }
 
 enum EntryState {
@@ -305,14 +309,22 @@ impl Queue for MemoryQueue {
             .not_before
             .and_then(|not_before| (not_before - now_utc).to_std().ok())
             .filter(|delay| !delay.is_zero());
+        let key = new_job.key;
         Ok(self.with_state(|state, now| {
+            if let Some(existing) = key.as_ref().and_then(|key| state.keys.get(key)) {
+                return (existing.clone(), Wake::Nobody);
+            }
             let initial_state = match delay {
                 Some(_) => EntryState::Delayed,
                 None => EntryState::Ready,
             };
+            if let Some(key) = &key {
+                state.keys.insert(key.clone(), id.clone());
+            }
             let entry = Entry {
                 job,
                 state: initial_state,
+                key,
             };
             state.entries.insert(id.clone(), entry);
             let wake = match delay {
@@ -393,8 +405,10 @@ impl Queue for MemoryQueue {
     async fn ack(&self, lease: &Lease) -> Result<(), QueueError> {
         self.with_state(|state, _| {
             let result = state.end_lease(lease).map(|_| ());
-            if result.is_ok() {
-                state.entries.remove(&lease.job.id);
+            if result.is_ok()
+                && let Some(Entry { key: Some(key), .. }) = state.entries.remove(&lease.job.id)
+            {
+                state.keys.remove(&key);
             }
             (result, Wake::Nobody)
         })

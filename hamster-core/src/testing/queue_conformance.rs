@@ -54,7 +54,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Q>,
 {
-    let checks: [(&'static str, CheckFn<Q>); 15] = [
+    let checks: [(&'static str, CheckFn<Q>); 16] = [
         ("payload round-trip", |c, q| {
             Box::pin(payload_round_trip(c, q))
         }),
@@ -95,6 +95,9 @@ where
             Box::pin(stats_count_every_state(c, q))
         }),
         ("acking twice", |c, q| Box::pin(acking_twice(c, q))),
+        ("a key makes a job unique until it is acked", |c, q| {
+            Box::pin(keyed_jobs_are_unique(c, q))
+        }),
         ("concurrent consumers", |c, q| {
             Box::pin(concurrent_consumers(c, q))
         }),
@@ -821,6 +824,96 @@ async fn acking_twice<Q: Queue>(c: Check, queue: Arc<Q>) {
     c.ok(queue.ack(&lease).await, "ack");
     c.lease_lost(queue.ack(&lease).await, "acking the same lease again", &id);
     c.stats(&*queue, empty(), "after the job was acked").await;
+}
+
+/// While a keyed job is in the queue, in any state, enqueueing its key again returns it and
+/// adds nothing; acking it frees the key. Unkeyed jobs and other keys are unaffected.
+async fn keyed_jobs_are_unique<Q: Queue>(c: Check, queue: Arc<Q>) {
+    let keyed = |payload: &str, key: &str| NewJob::new(json!(payload)).key(key);
+    let same = |c: Check, what: &str, first: &JobId, again: &JobId| {
+        c.ensure(again == first, || {
+            format!("enqueueing key `run-1` again while its job is {what}: expected job {first}, got job {again}")
+        });
+    };
+    let first = c.enqueue(&*queue, keyed("first", "run-1")).await;
+    let again = c.enqueue(&*queue, keyed("second", "run-1")).await;
+    same(c, "ready", &first, &again);
+    let other = c.enqueue(&*queue, keyed("other", "run-2")).await;
+    let unkeyed = c.enqueue(&*queue, NewJob::new(json!("unkeyed"))).await;
+    let unkeyed_again = c.enqueue(&*queue, NewJob::new(json!("unkeyed"))).await;
+    c.ensure(other != first && unkeyed != unkeyed_again, || {
+        "another key, or no key, must make a new job".to_owned()
+    });
+    let stats = QueueStats {
+        ready: 4,
+        ..empty()
+    };
+    c.stats(
+        &*queue,
+        stats,
+        "after enqueueing one key twice, another key and two unkeyed jobs",
+    )
+    .await;
+
+    // Leased, then retried (delayed): still the same job, with its first payload.
+    let lease = c
+        .receive_job(&*queue, LONG_LEASE, LONG_WAIT, (&first, 1))
+        .await;
+    c.ensure(lease.job.payload == json!("first"), || {
+        format!(
+            "a repeated key must not change the job: {}",
+            describe(&lease.job)
+        )
+    });
+    let again = c.enqueue(&*queue, keyed("third", "run-1")).await;
+    same(c, "leased", &first, &again);
+    c.ok(
+        queue.retry(&lease, Duration::from_secs(30), "later").await,
+        "retry",
+    );
+    let again = c.enqueue(&*queue, keyed("fourth", "run-1")).await;
+    same(c, "delayed after a retry", &first, &again);
+
+    // Dead-lettered: the key stays taken until the job is re-queued and acked.
+    let doomed = c
+        .enqueue(&*queue, keyed("doomed", "run-3").max_attempts(1))
+        .await;
+    // The three other ready jobs come first (FIFO); ack them on the way.
+    loop {
+        let lease = c
+            .receive(&*queue, LONG_LEASE, LONG_WAIT, &format!("job {doomed}"))
+            .await;
+        if lease.job.id == doomed {
+            c.ok(queue.retry(&lease, Duration::ZERO, "fails").await, "retry");
+            break;
+        }
+        c.ok(queue.ack(&lease).await, "ack");
+    }
+    let again = c.enqueue(&*queue, keyed("doomed again", "run-3")).await;
+    c.ensure(again == doomed, || {
+        format!("enqueueing key `run-3` while its job {doomed} is dead-lettered: got job {again}")
+    });
+    c.ensure(
+        c.ok(
+            queue.requeue_dead_letter(&doomed).await,
+            "requeue_dead_letter",
+        ),
+        || format!("expected dead letter {doomed} to be re-queued"),
+    );
+    let lease = c
+        .receive_job(&*queue, LONG_LEASE, LONG_WAIT, (&doomed, 1))
+        .await;
+    c.ok(queue.ack(&lease).await, "ack");
+
+    // Acked: the key is free, and a new job takes it.
+    let fresh = c.enqueue(&*queue, keyed("after ack", "run-3")).await;
+    c.ensure(fresh != doomed, || {
+        format!("enqueueing key `run-3` after its job {doomed} was acked must make a new job")
+    });
+    let again = c.enqueue(&*queue, keyed("after ack, again", "run-3")).await;
+    c.ensure(again == fresh, || {
+        format!("the new job {fresh} must hold key `run-3`, enqueueing it again gave {again}")
+    });
 }
 
 async fn concurrent_consumers<Q: Queue + 'static>(c: Check, queue: Arc<Q>) {
