@@ -288,6 +288,9 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs created strictly before this run (for paging, newest first).
     pub before: Option<RunId>,
+    /// Only runs created strictly before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_before: Option<DateTime<Utc>>,
     /// At most this many (the store may cap it); `None` means the store's default of 100.
     pub limit: Option<u32>,
 }

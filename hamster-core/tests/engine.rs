@@ -8,7 +8,9 @@ use hamster_core::engine::{Engine, EngineConfig};
 use hamster_core::event::{EventRecord, Repository, SourceRecord};
 use hamster_core::handler::{HandlerErrors, load_str};
 use hamster_core::memory::{MemoryQueue, MemoryStore};
-use hamster_core::store::{DeliveryRecord, RunId, RunStatus, StepRecord, StepStatus, Store};
+use hamster_core::store::{
+    DeliveryRecord, RunId, RunRecord, RunStatus, StepRecord, StepStatus, Store,
+};
 use hamster_core::testing::{RecordingAction, TestKit};
 use serde_json::json;
 use std::sync::Arc;
@@ -386,16 +388,11 @@ async fn stranded_runs_are_enqueued_once_and_run() {
     let ready = || async { engine.queue().stats().await.unwrap().ready };
     assert_eq!(ready().await, 1);
 
-    let offered = engine
-        .enqueue_stranded(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let a_minute_ago = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
+    let offered = engine.enqueue_stranded(a_minute_ago, None).await.unwrap();
     assert_eq!(offered, 2, "the two runs queued for 10 minutes");
     assert_eq!(ready().await, 2, "one new job, for the stranded run only");
-    engine
-        .enqueue_stranded(Duration::from_secs(60))
-        .await
-        .unwrap();
+    engine.enqueue_stranded(a_minute_ago, None).await.unwrap();
     assert_eq!(ready().await, 2, "sweeping again adds nothing");
 
     let executed = engine.run_until_idle().await.unwrap();
@@ -413,6 +410,60 @@ async fn stranded_runs_are_enqueued_once_and_run() {
     // Once its job was acked, a run can be enqueued again (a terminal run then does nothing).
     engine.requeue(stranded.id).await.unwrap();
     assert_eq!(ready().await, 1);
+}
+
+/// A sweep with `since` enqueues only the runs created in its window, across pages of the
+/// store's listing, and stops at the first older run.
+#[tokio::test]
+async fn a_stranded_sweep_reads_only_its_window() {
+    let kit = TestKit::builder()
+        .without_linked_actions()
+        .action(shell("ok", true))
+        .action(RecordingAction::new("pull_request_comment"))
+        .handlers(SEED)
+        .build()
+        .await
+        .unwrap();
+    let template = kit
+        .run_event(&pr_event("pull_request.opened", "Hello-World"))
+        .await
+        .unwrap()
+        .remove(0)
+        .run;
+    let engine = kit.engine();
+    engine.run_until_idle().await.unwrap();
+    // 250 runs a second apart, the newest a minute old: more than two pages.
+    let newest = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
+    let runs: Vec<RunRecord> = (0..250)
+        .map(|seconds_older| {
+            let mut run = template.clone();
+            run.id = RunId::new();
+            run.status = RunStatus::Queued;
+            run.created_at = newest - chrono::TimeDelta::seconds(seconds_older);
+            run.started_at = None;
+            run.finished_at = None;
+            run
+        })
+        .collect();
+    kit.store().create_runs(runs.clone()).await.unwrap();
+    let ready = || async { engine.queue().stats().await.unwrap().ready };
+    assert_eq!(ready().await, 0);
+
+    // The newest 30 are too young; the window then holds the next 210 (`since` inclusive).
+    let created_before = runs[29].created_at;
+    let since = runs[239].created_at;
+    let offered = engine
+        .enqueue_stranded(created_before, Some(since))
+        .await
+        .unwrap();
+    assert_eq!(offered, 210);
+    assert_eq!(ready().await, 210);
+    let all = engine
+        .enqueue_stranded(chrono::Utc::now(), None)
+        .await
+        .unwrap();
+    assert_eq!(all, 250, "without `since`, every queued run");
+    assert_eq!(ready().await, 250, "and only the 40 left out got a job");
 }
 
 fn errors(yaml: &str) -> HandlerErrors {

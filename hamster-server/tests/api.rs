@@ -362,11 +362,29 @@ async fn runs_are_listed_with_filters_and_paging() {
         .collect();
     assert_eq!(page2_ids, vec![ids[1], ids[0]]);
 
+    let third = &all["runs"][listed.len() - 3];
+    assert_eq!(run_id(&third["id"]), ids[2]);
+    let created = third["created_at"].as_str().unwrap();
+    let older = get(
+        &h.router,
+        &format!("/api/runs?created_before={}", created.replace('+', "%2B")),
+    )
+    .await
+    .json();
+    let older_ids: Vec<RunId> = older["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| run_id(&r["id"]))
+        .collect();
+    assert_eq!(older_ids, vec![ids[1], ids[0]], "strictly before {created}");
+
     for (query, parameter) in [
         ("status=done", "`status`"),
         ("limit=0", "`limit`"),
         ("limit=ten", "`limit`"),
         ("before=not-a-uuid", "`before`"),
+        ("created_before=yesterday", "`created_before`"),
     ] {
         let answer = get(&h.router, &format!("/api/runs?{query}")).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");

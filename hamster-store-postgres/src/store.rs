@@ -498,6 +498,9 @@ impl Store for PostgresStore {
                 .push_bind(before.0)
                 .push(")");
         }
+        if let Some(time) = filter.created_before {
+            query.push(" AND created_at < ").push_bind(time);
+        }
         let limit = filter.limit.unwrap_or(DEFAULT_RUN_LIMIT).min(MAX_RUN_LIMIT);
         query
             .push(" ORDER BY created_at DESC, id DESC LIMIT ")

@@ -679,6 +679,9 @@ impl Store for SqliteBackend {
         if before.is_some() {
             conditions.push("(created_at, id) < (?, ?)");
         }
+        if filter.created_before.is_some() {
+            conditions.push("created_at < ?");
+        }
         let where_clause = if conditions.is_empty() {
             String::new()
         } else {
@@ -700,6 +703,9 @@ impl Store for SqliteBackend {
         }
         if let Some((created_at, id)) = before {
             query = query.bind(created_at).bind(id.to_string());
+        }
+        if let Some(time) = filter.created_before {
+            query = query.bind(to_micros(time));
         }
         let rows = query
             .bind(capped(filter.limit.unwrap_or(DEFAULT_RUN_LIMIT)))

@@ -150,20 +150,32 @@ const STRANDED_AFTER: Duration = Duration::from_secs(120);
 /// How often an appserver (or `serve`) sweeps for stranded runs.
 const STRANDED_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Enqueues, at start and then every [`STRANDED_SWEEP_EVERY`], the jobs of runs left
-/// `queued` without one (a process died between recording a run and enqueueing its job;
-/// see [`Engine::enqueue_stranded`]), until `shutdown`. Several processes may sweep at once:
-/// a run never gets a second job.
+/// Enqueues the jobs of runs left `queued` without one (a process died between recording a
+/// run and enqueueing its job; see [`Engine::enqueue_stranded`]), until `shutdown`.
+///
+/// The first sweep, at start, reads every run queued for over [`STRANDED_AFTER`]. Each
+/// later one, every [`STRANDED_SWEEP_EVERY`], reads only the runs created since the
+/// previous window began, less [`STRANDED_AFTER`] again: a run is looked at a few times
+/// and a backlog is not read again every minute, and appservers whose clocks differ by
+/// less than that miss nothing. Several processes may sweep at once: a run never gets a
+/// second job.
 fn spawn_stranded_sweep(engine: Engine, shutdown: CancellationToken) {
+    let after = chrono::TimeDelta::from_std(STRANDED_AFTER).unwrap_or(chrono::TimeDelta::MAX);
     tokio::spawn(async move {
+        let mut since = None;
         loop {
-            match engine.enqueue_stranded(STRANDED_AFTER).await {
-                Ok(0) => {}
-                Ok(runs) => tracing::info!(
-                    runs,
-                    "runs queued for over {} s: their jobs are in the queue (enqueued again where they were missing)",
-                    STRANDED_AFTER.as_secs()
-                ),
+            let created_before = chrono::Utc::now() - after;
+            match engine.enqueue_stranded(created_before, since).await {
+                Ok(runs) => {
+                    if runs > 0 {
+                        tracing::info!(
+                            runs,
+                            "runs queued for over {} s: their jobs are in the queue (enqueued again where they were missing)",
+                            STRANDED_AFTER.as_secs()
+                        );
+                    }
+                    since = Some(created_before - after);
+                }
                 Err(error) => {
                     tracing::warn!(%error, "could not sweep for runs left without a job; trying again later");
                 }

@@ -24,7 +24,7 @@ use crate::store::{
 };
 use crate::template::{self, Scope};
 use crate::workspace::{NoCheckout, TempWorkspaces, WorkspaceProvider};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use index::HandlerCache;
 use serde::Serialize;
 use std::sync::Arc;
@@ -507,33 +507,44 @@ impl Engine {
         self.enqueue(run).await
     }
 
-    /// Enqueues the job of every run that has been `queued` for longer than `older_than`;
-    /// returns how many such runs there were. A run whose job is still in the queue (a
-    /// backlog) keeps that job: jobs are keyed by run, so this never makes a second one.
+    /// Enqueues the job of every run still `queued` that was created before
+    /// `created_before` and, when `since` is given, not before `since`; returns how many
+    /// such runs there were. A run whose job is still in the queue (a backlog) keeps that
+    /// job: jobs are keyed by run, so this never makes a second one.
     ///
     /// This is how a run recorded by a process that died before it could enqueue the job
     /// (the store and the queue are separate servers) still runs: the binaries call it
-    /// periodically. `older_than` should be far longer than intake takes to enqueue.
-    pub async fn enqueue_stranded(&self, older_than: Duration) -> Result<usize, EngineError> {
-        let cutoff =
-            Utc::now() - chrono::TimeDelta::from_std(older_than).unwrap_or(chrono::TimeDelta::MAX);
+    /// periodically, with `created_before` far longer ago than intake takes to enqueue, and
+    /// `since` where their previous call's window began overlapping, so that each call reads
+    /// only the runs created since (see `hamster::app`).
+    pub async fn enqueue_stranded(
+        &self,
+        created_before: DateTime<Utc>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<usize, EngineError> {
         let mut filter = RunFilter {
             status: Some(RunStatus::Queued),
+            created_before: Some(created_before),
             limit: Some(STRANDED_PAGE),
             ..RunFilter::default()
         };
         let mut offered = 0;
         loop {
             let page = self.inner.store.list_runs(&filter).await?;
+            let in_window = |run: &&RunRecord| since.is_none_or(|since| run.created_at >= since);
             // A page's enqueues go together, so a queue that batches them (Redis) can.
-            let stranded = page.iter().filter(|run| run.created_at < cutoff);
-            let enqueued =
-                futures::future::try_join_all(stranded.map(|run| self.enqueue(run.id))).await?;
+            let enqueued = futures::future::try_join_all(
+                page.iter()
+                    .take_while(in_window)
+                    .map(|run| self.enqueue(run.id)),
+            )
+            .await?;
             offered += enqueued.len();
-            // A store may cap the page below what was asked: only an empty page is the end.
+            // Newest first: a run older than the window ends it. A store may cap the page
+            // below what was asked, so only an empty page is the end otherwise.
             match page.last() {
-                Some(last) => filter.before = Some(last.id),
-                None => return Ok(offered),
+                Some(last) if in_window(&last) => filter.before = Some(last.id),
+                _ => return Ok(offered),
             }
         }
     }

@@ -432,15 +432,24 @@ impl Store for MemoryStore {
             .min(MAX_LIST_LIMIT) as usize;
         let found: Vec<Arc<RunRecord>> = {
             let table = self.shared.runs.read();
-            let newer_bound = match filter.before {
+            let before_run = match filter.before {
                 Some(before) => {
                     let slot = table
                         .runs
                         .get(&before)
                         .ok_or_else(|| run_not_found(before))?;
-                    Bound::Excluded((slot.record.created_at, before))
+                    Some((slot.record.created_at, before))
                 }
-                None => Bound::Unbounded,
+                None => None,
+            };
+            // Every key of a run created at `time` is above `(time, nil)`.
+            let before_time = filter
+                .created_before
+                .map(|time| (time, RunId(uuid::Uuid::nil())));
+            let newer_bound = match (before_run, before_time) {
+                (Some(run), Some(time)) => Bound::Excluded(run.min(time)),
+                (Some(key), None) | (None, Some(key)) => Bound::Excluded(key),
+                (None, None) => Bound::Unbounded,
             };
             table
                 .by_creation

@@ -1150,8 +1150,7 @@ async fn run_list_filters<S: Store>(c: Check, store: S) {
                     repository: repository.map(str::to_owned),
                     handler: handler.map(str::to_owned),
                     status,
-                    before: None,
-                    limit: None,
+                    ..RunFilter::default()
                 };
                 let expected: Vec<RunRecord> = newest_first
                     .iter()
@@ -1227,6 +1226,35 @@ async fn run_list_paging_and_limits<S: Store>(c: Check, store: S) {
         &newest_first[1..4].to_vec(),
         &ids(&c.ok("list_runs", store.list_runs(&filtered).await)),
     );
+
+    // `created_before` is strict, and the tighter of it and `before` applies.
+    // `newest_first[104 - i]` is `runs[i]`.
+    let cut = runs[50].created_at;
+    let older = |before: Option<RunId>| RunFilter {
+        created_before: Some(cut),
+        before,
+        limit: Some(3),
+        ..RunFilter::default()
+    };
+    for (what, before, expected) in [
+        ("`created_before`", None, &newest_first[55..58]),
+        (
+            "`created_before` with a newer `before`",
+            Some(runs[80].id),
+            &newest_first[55..58],
+        ),
+        (
+            "`created_before` with an older `before`",
+            Some(runs[30].id),
+            &newest_first[75..78],
+        ),
+    ] {
+        c.eq(
+            what,
+            &expected.to_vec(),
+            &ids(&c.ok("list_runs", store.list_runs(&older(before)).await)),
+        );
+    }
 }
 
 async fn transition_compare_and_set<S: Store>(c: Check, store: S) {

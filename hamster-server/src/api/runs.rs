@@ -31,6 +31,7 @@ pub(crate) struct RunsQuery {
     status: Option<String>,
     limit: Option<String>,
     before: Option<String>,
+    created_before: Option<String>,
 }
 
 /// A run in a listing: everything but the handler and the event snapshot.
@@ -75,7 +76,8 @@ struct RunsAnswer<'a> {
     next_before: Option<RunId>,
 }
 
-/// `GET /api/runs?repository=&handler=&status=&limit=&before=`: newest first.
+/// `GET /api/runs?repository=&handler=&status=&limit=&before=&created_before=`: newest
+/// first.
 pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RunsQuery>,
@@ -95,11 +97,23 @@ pub(crate) async fn list(
             })
         })
         .transpose()?;
+    let created_before = non_empty(query.created_before.as_deref())
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|time| time.to_utc())
+                .map_err(|error| {
+                    ApiError::bad_request(format!(
+                        "query parameter `created_before`: `{text}` is not an RFC 3339 time such as 2026-11-24T15:00:00Z ({error})"
+                    ))
+                })
+        })
+        .transpose()?;
     let filter = RunFilter {
         repository: non_empty(query.repository.as_deref()).map(str::to_owned),
         handler: non_empty(query.handler.as_deref()).map(str::to_owned),
         status,
         before,
+        created_before,
         limit: Some(limit),
     };
     let runs = state.engine.store().list_runs(&filter).await?;
