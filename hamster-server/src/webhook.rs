@@ -188,22 +188,27 @@ async fn github_webhook(State(state): State<AppState>, request: Request) -> Resp
     }
 }
 
-/// The store or queue failed: the delivery may not be recorded, so GitHub should see a
-/// failure (and someone can redeliver it; a redelivery of a recorded one is a no-op).
+/// The store or queue failed, so GitHub should see a failure. The queue fails only after
+/// the delivery and its runs are recorded: those runs are queued by the appservers' sweep
+/// for stranded runs. A store failure may have lost the delivery: someone can redeliver it
+/// (a redelivery of a recorded one is a no-op).
 fn unavailable(delivery: &str, error: EngineError) -> ApiError {
-    tracing::error!(%delivery, %error, "webhook delivery could not be recorded");
-    let (what, detail) = match &error {
-        EngineError::Queue(error) => ("queue", error.to_string()),
-        EngineError::Store(error) => ("store", error.to_string()),
-        other => ("engine", other.to_string()),
-    };
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!(
-            "delivery {delivery} could not be recorded because the {what} failed ({detail}); \
-             redeliver it from GitHub once the {what} is back"
+    tracing::error!(%delivery, %error, "webhook delivery could not be recorded and queued");
+    let message = match &error {
+        EngineError::Queue(error) => format!(
+            "delivery {delivery} was recorded, but its runs could not be queued because the \
+             queue failed ({error}); once the queue is back they are queued within a few \
+             minutes by the appservers' sweep for stranded runs"
         ),
-    )
+        EngineError::Store(error) => format!(
+            "delivery {delivery} could not be recorded because the store failed ({error}); \
+             redeliver it from GitHub once the store is back"
+        ),
+        other => {
+            format!("delivery {delivery} could not be recorded ({other}); redeliver it from GitHub")
+        }
+    };
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
 }
 
 fn too_large(state: &AppState) -> Response {
@@ -240,4 +245,41 @@ fn kept_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
             Some((name.to_owned(), value.to_owned()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hamster_core::queue::QueueError;
+    use hamster_core::store::StoreError;
+
+    #[test]
+    fn a_failed_queue_says_the_delivery_is_kept_and_its_runs_will_be_queued() {
+        let error = unavailable(
+            "d1",
+            EngineError::Queue(QueueError::backend("connection refused")),
+        );
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            error.message.starts_with("delivery d1 was recorded")
+                && error.message.contains("connection refused")
+                && error.message.contains("sweep"),
+            "{}",
+            error.message
+        );
+        assert!(!error.message.contains("redeliver"), "{}", error.message);
+    }
+
+    #[test]
+    fn a_failed_store_asks_for_a_redelivery() {
+        let error = unavailable("d1", EngineError::Store(StoreError::backend("timed out")));
+        assert!(
+            error
+                .message
+                .contains("could not be recorded because the store failed")
+                && error.message.contains("redeliver it from GitHub"),
+            "{}",
+            error.message
+        );
+    }
 }
