@@ -348,11 +348,8 @@ async fn criteria_see_a_payload_that_intake_left_in_the_delivery() {
     );
 }
 
-/// A run recorded by a process that died before it enqueued the job is enqueued by the
-/// sweep, once; a run whose job is still in the queue gets no second one; a young run is
-/// left to intake.
-#[tokio::test]
-async fn stranded_runs_are_enqueued_once_and_run() {
+/// A kit with the seed handler, and the run it made of a `pull_request.opened` (finished).
+async fn kit_with_a_finished_seed_run() -> (TestKit, RunRecord) {
     let kit = TestKit::builder()
         .without_linked_actions()
         .action(shell("ok", true))
@@ -361,20 +358,38 @@ async fn stranded_runs_are_enqueued_once_and_run() {
         .build()
         .await
         .unwrap();
-    let template = kit
+    let run = kit
         .run_event(&pr_event("pull_request.opened", "Hello-World"))
         .await
         .unwrap()
         .remove(0)
         .run;
-    let queued = |minutes_ago: i64| {
-        let mut run = template.clone();
-        run.id = RunId::new();
-        run.status = RunStatus::Queued;
-        run.created_at = chrono::Utc::now() - chrono::TimeDelta::minutes(minutes_ago);
-        run.started_at = None;
-        run.finished_at = None;
-        run
+    (kit, run)
+}
+
+/// A new run like `template`, `queued` since `created_at`, as intake records it.
+fn queued_copy(template: &RunRecord, created_at: chrono::DateTime<chrono::Utc>) -> RunRecord {
+    RunRecord {
+        id: RunId::new(),
+        status: RunStatus::Queued,
+        created_at,
+        started_at: None,
+        finished_at: None,
+        ..template.clone()
+    }
+}
+
+/// A run recorded by a process that died before it enqueued the job is enqueued by the
+/// sweep, once; a run whose job is still in the queue gets no second one; a young run is
+/// left to intake.
+#[tokio::test]
+async fn stranded_runs_are_enqueued_once_and_run() {
+    let (kit, template) = kit_with_a_finished_seed_run().await;
+    let queued = |minutes_ago| {
+        queued_copy(
+            &template,
+            chrono::Utc::now() - chrono::TimeDelta::minutes(minutes_ago),
+        )
     };
     let (stranded, backlogged, young) = (queued(10), queued(10), queued(0));
     let store = kit.store();
@@ -416,33 +431,17 @@ async fn stranded_runs_are_enqueued_once_and_run() {
 /// store's listing, and stops at the first older run.
 #[tokio::test]
 async fn a_stranded_sweep_reads_only_its_window() {
-    let kit = TestKit::builder()
-        .without_linked_actions()
-        .action(shell("ok", true))
-        .action(RecordingAction::new("pull_request_comment"))
-        .handlers(SEED)
-        .build()
-        .await
-        .unwrap();
-    let template = kit
-        .run_event(&pr_event("pull_request.opened", "Hello-World"))
-        .await
-        .unwrap()
-        .remove(0)
-        .run;
+    let (kit, template) = kit_with_a_finished_seed_run().await;
     let engine = kit.engine();
     engine.run_until_idle().await.unwrap();
     // 250 runs a second apart, the newest a minute old: more than two pages.
     let newest = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
     let runs: Vec<RunRecord> = (0..250)
         .map(|seconds_older| {
-            let mut run = template.clone();
-            run.id = RunId::new();
-            run.status = RunStatus::Queued;
-            run.created_at = newest - chrono::TimeDelta::seconds(seconds_older);
-            run.started_at = None;
-            run.finished_at = None;
-            run
+            queued_copy(
+                &template,
+                newest - chrono::TimeDelta::seconds(seconds_older),
+            )
         })
         .collect();
     kit.store().create_runs(runs.clone()).await.unwrap();

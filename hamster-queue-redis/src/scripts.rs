@@ -87,9 +87,11 @@ for i = 2, #ARGV, 5 do
   else
     local key = ARGV[1] .. id
     if redis.call('EXISTS', key) == 0 then
-      redis.call('HSET', key, 'payload', ARGV[i + 1], 'max', ARGV[i + 2], 'enq', int(now), 'n', 0)
-      if unique ~= '' then
-        redis.call('HSET', key, 'key', unique)
+      if unique == '' then
+        redis.call('HSET', key, 'payload', ARGV[i + 1], 'max', ARGV[i + 2], 'enq', int(now), 'n', 0)
+      else
+        redis.call('HSET', key, 'payload', ARGV[i + 1], 'max', ARGV[i + 2], 'enq', int(now), 'n', 0,
+          'key', unique)
         redis.call('HSET', KEYS[4], unique, id)
       end
       local not_before = tonumber(ARGV[i + 3])
