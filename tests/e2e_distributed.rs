@@ -308,17 +308,26 @@ async fn a_worker_killed_mid_step_leaves_the_run_to_the_other_worker() {
         "the step ran again on the survivor"
     );
 
+    // The comment is posted before the run's last records: wait for the run to finish.
     let store = cluster.store().await;
-    let runs = store
-        .list_runs(&RunFilter {
-            handler: Some("Slow step".to_owned()),
-            ..RunFilter::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, RunStatus::Succeeded, "{:?}", runs[0].error);
-    let steps = store.list_steps(runs[0].id).await.unwrap();
+    let run = eventually(Duration::from_secs(30), "the run to be finished", || {
+        let store = &store;
+        async move {
+            let runs = store
+                .list_runs(&RunFilter {
+                    handler: Some("Slow step".to_owned()),
+                    ..RunFilter::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(runs.len(), 1, "{runs:#?}");
+            let run = runs.into_iter().next()?;
+            run.status.is_terminal().then_some(run)
+        }
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let steps = store.list_steps(run.id).await.unwrap();
     assert_eq!(steps[0].name, "slow");
     assert_eq!(
         steps[0].attempt, 2,
