@@ -304,6 +304,42 @@ pub struct LogChunk {
     pub next_offset: u64,
 }
 
+impl LogChunk {
+    /// The most text one [`Store::read_log`] returns in the built-in stores, so that
+    /// following a long log never holds all of it at once.
+    pub const MAX_BYTES: usize = 1024 * 1024;
+
+    /// What a read from byte `offset` returns, cut from `bytes`: the log from byte
+    /// `bytes_start` on (at most `offset`; it may go on past what one chunk holds).
+    ///
+    /// The text starts at the first character boundary at or after `offset`, since a
+    /// reader may ask for any byte offset, and is at most [`MAX_BYTES`](Self::MAX_BYTES),
+    /// ending at a character boundary. `next_offset` is where it ends: the end of `bytes`
+    /// when they are all read. Fails only when those bytes are not UTF-8 (a corrupt log).
+    pub fn cut(bytes: &[u8], bytes_start: u64, offset: u64) -> Result<Self, std::str::Utf8Error> {
+        let is_continuation = |byte: u8| byte & 0b1100_0000 == 0b1000_0000;
+        let skip = usize::try_from(offset.saturating_sub(bytes_start))
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let after_offset = bytes.get(skip..).unwrap_or_default();
+        let partial = after_offset
+            .iter()
+            .take_while(|byte| is_continuation(**byte))
+            .count();
+        let rest = after_offset.get(partial..).unwrap_or_default();
+        let mut end = rest.len().min(Self::MAX_BYTES);
+        // `rest` starts on a character, so this stops at 0 at the latest.
+        while rest.get(end).is_some_and(|byte| is_continuation(*byte)) {
+            end -= 1;
+        }
+        let text = std::str::from_utf8(rest.get(..end).unwrap_or_default())?;
+        Ok(Self {
+            text: text.to_owned(),
+            next_offset: bytes_start + (skip + partial + end) as u64,
+        })
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -445,7 +481,10 @@ pub trait Store: Send + Sync + Debug {
     /// Appends to a step's log.
     async fn append_log(&self, run_id: RunId, step_key: &str, text: &str)
     -> Result<(), StoreError>;
-    /// A step's log from byte `offset`.
+    /// A step's log from byte `offset`, from the first character boundary at or after it,
+    /// possibly in several chunks: the caller reads on from `next_offset` until a chunk is
+    /// empty. [`LogChunk::cut`] makes such a chunk of at most [`LogChunk::MAX_BYTES`] from
+    /// the bytes a store holds.
     async fn read_log(
         &self,
         run_id: RunId,
@@ -466,5 +505,76 @@ impl PartialOrd for RunStatus {
 impl Ord for RunStatus {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (*self as u8).cmp(&(*other as u8))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Unwrapping is how a test says "this must succeed".
+mod tests {
+    use super::*;
+
+    fn cut(log: &str, offset: u64) -> LogChunk {
+        LogChunk::cut(log.as_bytes(), 0, offset).expect("the log is UTF-8")
+    }
+
+    fn chunk(text: &str, next_offset: u64) -> LogChunk {
+        LogChunk {
+            text: text.to_owned(),
+            next_offset,
+        }
+    }
+
+    #[test]
+    fn an_offset_inside_a_character_reads_from_the_next_one() {
+        let log = "aé🐹b"; // a=0, é=1..3, 🐹=3..7, b=7
+        assert_eq!(cut(log, 0), chunk(log, 8));
+        assert_eq!(cut(log, 2), chunk("🐹b", 8));
+        for offset in 4..=7 {
+            assert_eq!(cut(log, offset), chunk("b", 8), "from {offset}");
+        }
+        assert_eq!(cut(log, 8), chunk("", 8));
+        // Past the end: nothing, and the length to resume from.
+        assert_eq!(cut(log, u64::MAX), chunk("", 8));
+    }
+
+    #[test]
+    fn bytes_that_start_later_in_the_log_keep_its_offsets() {
+        let tail = "é🐹b"; // bytes 1.. of "aé🐹b"
+        let from = |offset| LogChunk::cut(tail.as_bytes(), 1, offset).unwrap();
+        assert_eq!(from(1), chunk("é🐹b", 8));
+        assert_eq!(
+            from(0),
+            chunk("é🐹b", 8),
+            "an offset before the bytes reads them all"
+        );
+        assert_eq!(from(2), chunk("🐹b", 8));
+        assert_eq!(from(7), chunk("b", 8));
+    }
+
+    #[test]
+    fn a_chunk_is_capped_at_a_character_boundary() {
+        // 3-byte characters: the cap (a power of two) falls inside one.
+        let log = "✓".repeat(LogChunk::MAX_BYTES / 3 + 10);
+        let first = cut(&log, 0);
+        assert!(first.text.len() <= LogChunk::MAX_BYTES);
+        assert!(first.text.len() > LogChunk::MAX_BYTES - 3);
+        assert_eq!(first.next_offset, first.text.len() as u64);
+        let rest = cut(&log, first.next_offset);
+        assert_eq!(rest.next_offset, log.len() as u64);
+        assert_eq!(first.text + &rest.text, log);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_an_error() {
+        assert!(LogChunk::cut(b"ok \xff", 0, 0).is_err());
+        assert!(
+            LogChunk::cut(b"ok \xff", 0, 3).is_err(),
+            "0xff is no continuation byte, so it is not skipped"
+        );
+        assert_eq!(
+            LogChunk::cut(b"\x80\x80ok", 0, 0).unwrap(),
+            chunk("ok", 4),
+            "leading continuation bytes are skipped"
+        );
     }
 }

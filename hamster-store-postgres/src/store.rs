@@ -652,17 +652,22 @@ impl Store for PostgresStore {
         offset: u64,
     ) -> Result<LogChunk, StoreError> {
         const DOING: &str = "reading a step's log";
+        // Only the chunks that can reach the text returned: those starting before the
+        // offset plus a whole chunk (and the continuation bytes a read may skip).
+        let reach = offset.saturating_add(LogChunk::MAX_BYTES as u64 + 4);
         let rows = sqlx::query(
             "SELECT log.length, chunk.end_offset, chunk.content \
              FROM step_logs log \
              LEFT JOIN step_log_chunks chunk ON chunk.run_id = log.run_id \
                  AND chunk.step_key = log.step_key AND chunk.end_offset > $3 \
+                 AND chunk.end_offset - octet_length(chunk.content) < $4 \
              WHERE log.run_id = $1 AND log.step_key = $2 \
              ORDER BY chunk.end_offset",
         )
         .bind(run_id.0)
         .bind(step_key)
         .bind(offset_to_sql(offset))
+        .bind(offset_to_sql(reach))
         .fetch_all(&self.pool)
         .await
         .map_err(self.failed(DOING))?;
@@ -673,7 +678,11 @@ impl Store for PostgresStore {
             });
         };
         let length: u64 = unsigned_at(first, 0)?;
-        let start = offset.min(length);
+        let corrupt = |what: String| {
+            StoreError::Corrupt(format!("the log of run {run_id} step `{step_key}`: {what}"))
+        };
+        // The chunks are consecutive: the bytes run from the first one's start.
+        let mut bytes_start = None;
         let mut bytes = Vec::new();
         for row in &rows {
             let end: Option<i64> = row.try_get(1).map_err(self.failed(DOING))?;
@@ -683,23 +692,31 @@ impl Store for PostgresStore {
             };
             let chunk_start = u64::try_from(end)
                 .ok()
-                .and_then(|end| end.checked_sub(content.len() as u64));
-            let tail = chunk_start
-                .and_then(|chunk_start| usize::try_from(start.saturating_sub(chunk_start)).ok())
-                .and_then(|skip| content.get(skip..))
+                .and_then(|end| end.checked_sub(content.len() as u64))
                 .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "step_log_chunks: a chunk of run {run_id} step `{step_key}` ending at \
-                         {end} is inconsistent with its length {}",
+                    corrupt(format!(
+                        "a chunk ending at {end} holds {} bytes",
                         content.len()
                     ))
                 })?;
-            bytes.extend_from_slice(tail);
+            let start = *bytes_start.get_or_insert(chunk_start);
+            if chunk_start != start + bytes.len() as u64 {
+                return Err(corrupt(format!(
+                    "a chunk starts at {chunk_start}, not where the one before it ends"
+                )));
+            }
+            bytes.extend_from_slice(&content);
         }
-        Ok(LogChunk {
-            text: text_from_char_boundary(bytes)?,
-            next_offset: length,
-        })
+        match bytes_start {
+            Some(start) => {
+                LogChunk::cut(&bytes, start, offset).map_err(|error| corrupt(error.to_string()))
+            }
+            // Nothing after `offset`: the log ends there or before.
+            None => Ok(LogChunk {
+                text: String::new(),
+                next_offset: length,
+            }),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -708,34 +725,5 @@ impl Store for PostgresStore {
             .await
             .map_err(self.failed("checking the connection"))?;
         Ok(())
-    }
-}
-
-/// Decodes log bytes read from an arbitrary offset: when the offset fell inside a
-/// character, the text starts at the next whole one.
-fn text_from_char_boundary(mut bytes: Vec<u8>) -> Result<String, StoreError> {
-    let is_continuation = |byte: &u8| byte & 0b1100_0000 == 0b1000_0000;
-    let partial = bytes
-        .iter()
-        .take_while(|byte| is_continuation(byte))
-        .count();
-    bytes.drain(..partial);
-    String::from_utf8(bytes)
-        .map_err(|error| StoreError::Corrupt(format!("a step's log is not UTF-8: {error}")))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // Unwrapping is how a test says "this must succeed".
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_text_starts_at_the_next_whole_character() {
-        let text = "é😀x";
-        let bytes = text.as_bytes();
-        assert_eq!(text_from_char_boundary(bytes.to_vec()).unwrap(), text);
-        assert_eq!(text_from_char_boundary(bytes[1..].to_vec()).unwrap(), "😀x");
-        assert_eq!(text_from_char_boundary(bytes[3..].to_vec()).unwrap(), "x");
-        assert_eq!(text_from_char_boundary(Vec::new()).unwrap(), "");
     }
 }

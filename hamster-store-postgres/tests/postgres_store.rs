@@ -9,8 +9,8 @@ use common::TestStore;
 use hamster_core::event::{EventRecord, Repository, SourceRecord};
 use hamster_core::handler::HandlerSpec;
 use hamster_core::store::{
-    DeliveryOutcome, DeliveryRecord, HandlerId, RunFilter, RunId, RunRecord, RunStatus, StepRecord,
-    StepStatus, Store, StoreError,
+    DeliveryOutcome, DeliveryRecord, HandlerId, LogChunk, RunFilter, RunId, RunRecord, RunStatus,
+    StepRecord, StepStatus, Store, StoreError,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -701,6 +701,47 @@ async fn logs_append_and_read_from_byte_offsets() {
         matches!(orphan, StoreError::NotFound { what: "run", .. }),
         "{orphan}"
     );
+    test.finish().await;
+}
+
+/// A long log is read a chunk of at most `LogChunk::MAX_BYTES` at a time, cut at a
+/// character, and only the rows that reach the chunk are fetched.
+#[tokio::test]
+async fn a_long_log_is_read_in_capped_chunks() {
+    let Some(test) = TestStore::new("a_long_log_is_read_in_capped_chunks").await else {
+        return;
+    };
+    let store = &test.store;
+    let parent = run("linter", "octo/hello", now());
+    store.create_runs(vec![parent.clone()]).await.unwrap();
+    let id = parent.id;
+    // 3-byte characters in 30 KB appends: the cap falls inside a character and a row.
+    let append = "✓".repeat(10_000);
+    for _ in 0..80 {
+        store.append_log(id, "0", &append).await.unwrap();
+    }
+    let log = append.repeat(80);
+
+    let first = store.read_log(id, "0", 0).await.unwrap();
+    assert!(
+        first.text.len() <= LogChunk::MAX_BYTES && first.text.len() > LogChunk::MAX_BYTES - 3,
+        "{} bytes",
+        first.text.len()
+    );
+    assert_eq!(first.next_offset, first.text.len() as u64);
+    let mut text = first.text;
+    let mut offset = first.next_offset;
+    loop {
+        let chunk = store.read_log(id, "0", offset).await.unwrap();
+        if chunk.text.is_empty() {
+            break;
+        }
+        assert!(chunk.text.len() <= LogChunk::MAX_BYTES);
+        text.push_str(&chunk.text);
+        offset = chunk.next_offset;
+    }
+    assert_eq!(offset, log.len() as u64);
+    assert!(text == log, "the chunks make up the log");
     test.finish().await;
 }
 

@@ -27,8 +27,6 @@ use uuid::Uuid;
 const DEFAULT_RUN_LIMIT: u32 = 100;
 /// Most records one list call returns, whatever limit is asked for.
 const MAX_LIST_LIMIT: u32 = 1000;
-/// Most bytes one [`Store::read_log`] call returns; callers continue from `next_offset`.
-const MAX_LOG_CHUNK_BYTES: usize = 1024 * 1024;
 
 const HANDLER_COLUMNS: &str =
     "id, name, version, enabled, source_text, spec, created_at, updated_at";
@@ -295,47 +293,18 @@ async fn delivery_run_ids(
     row.map(|row| json_column(&row, "run_ids")).transpose()
 }
 
-/// The part of a log made of `chunks` (each `(end_offset, text)`, in order, the first one
-/// containing or following `offset`), from the first character boundary at or after
-/// `offset`, at most [`MAX_LOG_CHUNK_BYTES`] long.
-fn assemble_log(chunks: &[(u64, String)], offset: u64) -> LogChunk {
+/// What a read from `offset` returns of the log made of `chunks` (each
+/// `(end_offset, text)`, in order, the first one containing or following `offset`).
+fn assemble_log(chunks: &[(u64, String)], offset: u64) -> Result<LogChunk, std::str::Utf8Error> {
     let Some((first_end, first_text)) = chunks.first() else {
-        return LogChunk {
+        return Ok(LogChunk {
             text: String::new(),
             next_offset: offset,
-        };
+        });
     };
     let first_start = first_end.saturating_sub(first_text.len() as u64);
-    let mut skip = usize::try_from(offset.saturating_sub(first_start))
-        .unwrap_or(usize::MAX)
-        .min(first_text.len());
-    while !first_text.is_char_boundary(skip) {
-        skip += 1;
-    }
-    let start = first_start + skip as u64;
-    let mut text = String::new();
-    for (index, (_, chunk)) in chunks.iter().enumerate() {
-        let part = if index == 0 {
-            first_text.get(skip..).unwrap_or_default()
-        } else {
-            chunk.as_str()
-        };
-        text.push_str(part);
-        if text.len() >= MAX_LOG_CHUNK_BYTES {
-            break;
-        }
-    }
-    if text.len() > MAX_LOG_CHUNK_BYTES {
-        let mut end = MAX_LOG_CHUNK_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    LogChunk {
-        next_offset: start + text.len() as u64,
-        text,
-    }
+    let text: String = chunks.iter().map(|(_, text)| text.as_str()).collect();
+    LogChunk::cut(text.as_bytes(), first_start, offset)
 }
 
 #[async_trait]
@@ -881,13 +850,17 @@ impl Store for SqliteBackend {
                 let text: String = column(&row, "text")?;
                 collected += text.len();
                 chunks.push((u64::try_from(end).unwrap_or_default(), text));
-                if collected >= MAX_LOG_CHUNK_BYTES.saturating_add(offset_slack(offset, &chunks)) {
+                if collected >= LogChunk::MAX_BYTES.saturating_add(offset_slack(offset, &chunks)) {
                     break;
                 }
             }
         }
         if !chunks.is_empty() {
-            return Ok(assemble_log(&chunks, offset));
+            return assemble_log(&chunks, offset).map_err(|error| {
+                StoreError::Corrupt(format!(
+                    "the log of run {run_id} step `{step_key}`: {error}"
+                ))
+            });
         }
         let length: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(end_offset), 0) FROM log_chunks WHERE run_id = ? AND step_key = ?",
@@ -922,6 +895,7 @@ fn offset_slack(offset: u64, chunks: &[(u64, String)]) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Unwrapping is how a test says "this must succeed".
 mod tests {
     use super::*;
 
@@ -944,7 +918,7 @@ mod tests {
                 .iter()
                 .position(|(end, _)| *end > offset)
                 .unwrap_or(all.len());
-            assemble_log(&all[first..], offset)
+            assemble_log(&all[first..], offset).unwrap()
         };
         assert_eq!(from(0).text, "aé🐹b");
         assert_eq!(from(2).text, "🐹b");
@@ -956,13 +930,13 @@ mod tests {
 
     #[test]
     fn a_log_chunk_is_capped_at_a_character_boundary() {
-        let big = "✓".repeat(MAX_LOG_CHUNK_BYTES / 3 + 10);
+        let big = "✓".repeat(LogChunk::MAX_BYTES / 3 + 10);
         let all = chunks(&[&big, "tail"]);
-        let first = assemble_log(&all, 0);
-        assert!(first.text.len() <= MAX_LOG_CHUNK_BYTES);
-        assert!(first.text.len() > MAX_LOG_CHUNK_BYTES - 3);
+        let first = assemble_log(&all, 0).unwrap();
+        assert!(first.text.len() <= LogChunk::MAX_BYTES);
+        assert!(first.text.len() > LogChunk::MAX_BYTES - 3);
         assert_eq!(first.next_offset, first.text.len() as u64);
-        let rest = assemble_log(&all, first.next_offset);
+        let rest = assemble_log(&all, first.next_offset).unwrap();
         assert_eq!(first.text + &rest.text, big + "tail");
     }
 }

@@ -360,9 +360,7 @@ impl Engine {
             None if runs.is_empty() => {}
             None => self.inner.store.create_runs(runs).await?,
         }
-        for id in &run_ids {
-            self.enqueue(*id).await?;
-        }
+        self.enqueue_all(&run_ids).await?;
         dispatch.runs = run_ids;
         Ok(dispatch)
     }
@@ -417,6 +415,13 @@ impl Engine {
             runs.extend(matched.iter().map(|handler| new_run(handler, event)));
         }
         Ok((runs, unmatched))
+    }
+
+    /// Enqueues the jobs of `runs` together, so that a queue that batches concurrent
+    /// enqueues (Redis) sends them at once.
+    async fn enqueue_all(&self, runs: &[RunId]) -> Result<(), EngineError> {
+        futures::future::try_join_all(runs.iter().map(|run| self.enqueue(*run))).await?;
+        Ok(())
     }
 
     /// Enqueues `run`'s job. The job is keyed by the run, so a run never has two jobs: a
@@ -480,9 +485,7 @@ impl Engine {
             .store
             .add_delivery_runs(delivery_id, runs)
             .await?;
-        for id in &dispatch.runs {
-            self.enqueue(*id).await?;
-        }
+        self.enqueue_all(&dispatch.runs).await?;
         Ok(dispatch)
     }
 
@@ -532,14 +535,13 @@ impl Engine {
         loop {
             let page = self.inner.store.list_runs(&filter).await?;
             let in_window = |run: &&RunRecord| since.is_none_or(|since| run.created_at >= since);
-            // A page's enqueues go together, so a queue that batches them (Redis) can.
-            let enqueued = futures::future::try_join_all(
-                page.iter()
-                    .take_while(in_window)
-                    .map(|run| self.enqueue(run.id)),
-            )
-            .await?;
-            offered += enqueued.len();
+            let stranded: Vec<RunId> = page
+                .iter()
+                .take_while(in_window)
+                .map(|run| run.id)
+                .collect();
+            self.enqueue_all(&stranded).await?;
+            offered += stranded.len();
             // Newest first: a run older than the window ends it. A store may cap the page
             // below what was asked, so only an empty page is the end otherwise.
             match page.last() {

@@ -26,8 +26,6 @@ use std::sync::Arc;
 const DEFAULT_RUN_LIMIT: u32 = 100;
 /// Most records one list call returns, whatever limit is asked for.
 const MAX_LIST_LIMIT: u32 = 1000;
-/// Most bytes one [`Store::read_log`] call returns; callers continue from `next_offset`.
-const MAX_LOG_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// An in-memory [`Store`]: complete and honest, for tests, benchmarks and single-process
 /// embedding. Nothing survives the process.
@@ -198,25 +196,6 @@ fn matches_filter(run: &RunRecord, filter: &RunFilter) -> bool {
             .as_ref()
             .is_none_or(|handler| *handler == run.handler_name)
         && filter.status.is_none_or(|status| status == run.status)
-}
-
-/// The part of `log` from byte `offset`, starting at the next character boundary when
-/// `offset` falls inside a character, at most [`MAX_LOG_CHUNK_BYTES`] long.
-fn log_chunk(log: &str, offset: u64) -> LogChunk {
-    let mut start = usize::try_from(offset).unwrap_or(usize::MAX).min(log.len());
-    // `log.len()` is a boundary, so both loops end; a chunk is far longer than a character,
-    // so `end` never backs up to `start` unless the log is exhausted.
-    while !log.is_char_boundary(start) {
-        start += 1;
-    }
-    let mut end = start.saturating_add(MAX_LOG_CHUNK_BYTES).min(log.len());
-    while !log.is_char_boundary(end) {
-        end -= 1;
-    }
-    LogChunk {
-        text: log.get(start..end).unwrap_or_default().to_owned(),
-        next_offset: end as u64,
-    }
 }
 
 #[async_trait]
@@ -569,14 +548,17 @@ impl Store for MemoryStore {
         offset: u64,
     ) -> Result<LogChunk, StoreError> {
         let steps = self.shared.runs.read().steps_of(run_id);
-        let Some(steps) = steps else {
-            return Ok(log_chunk("", offset));
-        };
-        let steps = steps.lock();
-        Ok(log_chunk(
-            steps.logs.get(step_key).map_or("", String::as_str),
-            offset,
-        ))
+        let steps = steps.as_ref().map(|steps| steps.lock());
+        let log = steps
+            .as_ref()
+            .and_then(|steps| steps.logs.get(step_key))
+            .map_or("", String::as_str);
+        // A `String` is UTF-8, so the cut cannot fail.
+        LogChunk::cut(log.as_bytes(), 0, offset).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "the log of run {run_id} step `{step_key}`: {error}"
+            ))
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -697,47 +679,6 @@ mod tests {
             format!("{store:?}"),
             "MemoryStore { handlers: 1, runs: 1, deliveries: 0 }"
         );
-    }
-
-    #[test]
-    fn log_offsets_inside_a_character_read_from_the_next_boundary() {
-        let log = "aé🐹b"; // a=0, é=1..3, 🐹=3..7, b=7
-        let from = |offset| log_chunk(log, offset);
-        assert_eq!(from(0).text, log);
-        assert_eq!(from(2).text, "🐹b");
-        assert_eq!(from(4).text, "b");
-        assert_eq!(from(5).text, "b");
-        assert_eq!(from(6).text, "b");
-        assert_eq!(from(7).text, "b");
-        assert_eq!(from(4).next_offset, 8);
-        assert_eq!(
-            from(8),
-            LogChunk {
-                text: String::new(),
-                next_offset: 8
-            }
-        );
-        // Past the end: nothing, and the length to resume from.
-        assert_eq!(
-            from(u64::MAX),
-            LogChunk {
-                text: String::new(),
-                next_offset: 8
-            }
-        );
-    }
-
-    #[test]
-    fn log_chunks_are_capped_at_a_character_boundary() {
-        // 3-byte characters: the cap (a power of two) falls inside one.
-        let log = "✓".repeat(MAX_LOG_CHUNK_BYTES / 3 + 10);
-        let first = log_chunk(&log, 0);
-        assert!(first.text.len() <= MAX_LOG_CHUNK_BYTES);
-        assert!(first.text.len() > MAX_LOG_CHUNK_BYTES - 3);
-        let rest = log_chunk(&log, first.next_offset);
-        assert_eq!(first.text.len() + rest.text.len(), log.len());
-        assert_eq!(rest.next_offset, log.len() as u64);
-        assert_eq!(first.text + &rest.text, log);
     }
 
     #[tokio::test]
