@@ -113,6 +113,10 @@ impl std::fmt::Debug for ServerConfig {
 /// - `POST /webhooks/github`: GitHub deliveries;
 /// - `/api/...`: the REST API (Bearer token);
 /// - `GET /healthz`, `GET /readyz`, `GET /metrics`.
+///
+/// Run [`Engine::sweep_stranded`] beside it, as the `hamster` binaries do: a webhook answered
+/// `503` because the queue failed leaves its runs recorded but not queued, and the sweep
+/// queues them.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let state = AppState::new(engine, &config);
     let api = api::router(state.clone(), config.api_body_limit);

@@ -31,7 +31,6 @@ use hamster_github::{GitHub, PullRequestEnricher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Why a Hamster process could not start or stopped with an error.
@@ -143,49 +142,9 @@ pub fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
-/// How long a run may stay `queued` before the sweep enqueues its job again: far longer than
-/// intake takes between recording a run and enqueueing it (milliseconds).
-const STRANDED_AFTER: Duration = Duration::from_secs(120);
-
-/// How often an appserver (or `serve`) sweeps for stranded runs.
-const STRANDED_SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// Enqueues the jobs of runs left `queued` without one (a process died between recording a
-/// run and enqueueing its job; see [`Engine::enqueue_stranded`]), until `shutdown`.
-///
-/// The first sweep, at start, reads every run queued for over [`STRANDED_AFTER`]. Each
-/// later one, every [`STRANDED_SWEEP_EVERY`], reads only the runs created since the
-/// previous window began, less [`STRANDED_AFTER`] again: a run is looked at a few times
-/// and a backlog is not read again every minute, and appservers whose clocks differ by
-/// less than that miss nothing. Several processes may sweep at once: a run never gets a
-/// second job.
+/// Runs [`Engine::sweep_stranded`] in the background until `shutdown`.
 fn spawn_stranded_sweep(engine: Engine, shutdown: CancellationToken) {
-    let after = chrono::TimeDelta::from_std(STRANDED_AFTER).unwrap_or(chrono::TimeDelta::MAX);
-    tokio::spawn(async move {
-        let mut since = None;
-        loop {
-            let created_before = chrono::Utc::now() - after;
-            match engine.enqueue_stranded(created_before, since).await {
-                Ok(runs) => {
-                    if runs > 0 {
-                        tracing::info!(
-                            runs,
-                            "runs queued for over {} s: their jobs are in the queue (enqueued again where they were missing)",
-                            STRANDED_AFTER.as_secs()
-                        );
-                    }
-                    since = Some(created_before - after);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "could not sweep for runs left without a job; trying again later");
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(STRANDED_SWEEP_EVERY) => {}
-            }
-        }
-    });
+    tokio::spawn(async move { engine.sweep_stranded(shutdown).await });
 }
 
 /// The actions every Hamster process offers: the built-ins.

@@ -7,9 +7,11 @@
 
 mod execute;
 mod index;
+mod stranded;
 mod worker;
 
 pub use index::{HandlerIndex, IndexedHandler};
+pub use stranded::{STRANDED_AFTER, STRANDED_SWEEP_EVERY};
 pub use worker::{Worker, WorkerConfig};
 
 use crate::action::ActionRegistry;
@@ -19,12 +21,11 @@ use crate::queue::{NewJob, Queue, QueueError};
 use crate::redact::Redactor;
 use crate::services::Services;
 use crate::store::{
-    DeliveryOutcome, DeliveryRecord, HandlerRecord, RunFilter, RunId, RunRecord, RunStatus, Store,
-    StoreError,
+    DeliveryOutcome, DeliveryRecord, HandlerRecord, RunId, RunRecord, RunStatus, Store, StoreError,
 };
 use crate::template::{self, Scope};
 use crate::workspace::{NoCheckout, TempWorkspaces, WorkspaceProvider};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use index::HandlerCache;
 use serde::Serialize;
 use std::sync::Arc;
@@ -510,47 +511,6 @@ impl Engine {
         self.enqueue(run).await
     }
 
-    /// Enqueues the job of every run still `queued` that was created before
-    /// `created_before` and, when `since` is given, not before `since`; returns how many
-    /// such runs there were. A run whose job is still in the queue (a backlog) keeps that
-    /// job: jobs are keyed by run, so this never makes a second one.
-    ///
-    /// This is how a run recorded by a process that died before it could enqueue the job
-    /// (the store and the queue are separate servers) still runs: the binaries call it
-    /// periodically, with `created_before` far longer ago than intake takes to enqueue, and
-    /// `since` where their previous call's window began overlapping, so that each call reads
-    /// only the runs created since (see `hamster::app`).
-    pub async fn enqueue_stranded(
-        &self,
-        created_before: DateTime<Utc>,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<usize, EngineError> {
-        let mut filter = RunFilter {
-            status: Some(RunStatus::Queued),
-            created_before: Some(created_before),
-            limit: Some(STRANDED_PAGE),
-            ..RunFilter::default()
-        };
-        let mut offered = 0;
-        loop {
-            let page = self.inner.store.list_runs(&filter).await?;
-            let in_window = |run: &&RunRecord| since.is_none_or(|since| run.created_at >= since);
-            let stranded: Vec<RunId> = page
-                .iter()
-                .take_while(in_window)
-                .map(|run| run.id)
-                .collect();
-            self.enqueue_all(&stranded).await?;
-            offered += stranded.len();
-            // Newest first: a run older than the window ends it. A store may cap the page
-            // below what was asked, so only an empty page is the end otherwise.
-            match page.last() {
-                Some(last) if in_window(&last) => filter.before = Some(last.id),
-                _ => return Ok(offered),
-            }
-        }
-    }
-
     /// A worker that executes runs from the queue.
     pub fn worker(&self, config: WorkerConfig) -> Worker {
         Worker::new(self.clone(), config)
@@ -609,9 +569,6 @@ pub(crate) fn event_scope(event: &EventRecord) -> Scope {
         template::event_value(event),
     )
 }
-
-/// How many queued runs [`Engine::enqueue_stranded`] reads at a time.
-const STRANDED_PAGE: u32 = 100;
 
 /// The key of a run's job: a run has at most one job in the queue.
 fn run_job_key(run: RunId) -> String {
